@@ -1,0 +1,1 @@
+"""Training side of ens-tui: runs on MPI ranks, never imports Textual."""

@@ -1,0 +1,257 @@
+"""The run configuration: one TOML schema, validated before any rank starts.
+
+Both sides import this module (the launcher validates, every rank re-reads the resolved copy),
+so it must stay free of torch and textual.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DATASETS = ("digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "synthetic")
+OOD_SHIFTS = ("noise", "rotate", "invert")
+MODELS = ("seed-cnn", "mlp", "lenet5", "resnet8")
+STRATEGIES = ("sequential", "local", "broadcast", "fused")
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message is one line meant for the user."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+
+
+class DataConfig(_Section):
+    dataset: Literal["digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "synthetic"] = "digits"
+    """Training data; `digits` is scikit-learn's bundled set and needs no download."""
+    root: str = "data"
+    """torchvision root holding `<Dataset>/raw/…` for the file-backed datasets."""
+    download: bool = False
+    """Let torchvision download a missing dataset into `root`."""
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    """Share of the training split held out for per-epoch validation."""
+    synthetic_size: int = Field(60000, ge=16)
+    """Number of samples when `dataset = "synthetic"` (MNIST-shaped, seeded)."""
+    ood: list[str] = Field(default_factory=lambda: ["noise", "rotate"])
+    """Out-of-distribution sets for the report: built-in shifts (noise, rotate, invert) or dataset names."""
+    limit: int | None = Field(None, ge=16)
+    """Use at most this many training samples (quick experiments and tests)."""
+
+    @field_validator("ood")
+    @classmethod
+    def _known_ood(cls, value: list[str]) -> list[str]:
+        allowed = OOD_SHIFTS + DATASETS
+        for name in value:
+            if name not in allowed:
+                raise ValueError(f"unknown OOD set {name!r}; allowed: {', '.join(allowed)}")
+        return value
+
+
+class ModelConfig(_Section):
+    name: Literal["seed-cnn", "mlp", "lenet5", "resnet8"] = "seed-cnn"
+    """Architecture of every member; resnet8 is meant for 3-channel data such as cifar10."""
+
+
+class TrainConfig(_Section):
+    members: int = Field(2, ge=1, le=1024)
+    """Number of independently initialised ensemble members."""
+    epochs: int = Field(2, ge=1, le=10000)
+    """Passes over the training split per member."""
+    batch_size: int = Field(64, ge=1, le=65536)
+    """Samples per optimizer step; every member sees the same batches."""
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    """Optimizer of each member."""
+    lr: float = Field(0.01, gt=0.0)
+    """Learning rate."""
+    momentum: float = Field(0.5, ge=0.0, lt=1.0)
+    """SGD momentum (ignored by adam)."""
+    weight_decay: float = Field(0.0, ge=0.0)
+    """L2 penalty."""
+
+
+class RankGroup(_Section):
+    count: int = Field(1, ge=1, le=256)
+    """Number of MPI ranks in this group."""
+    device: str = "cpu"
+    """cpu | cuda | cuda:N | auto (cuda when present, else cpu)."""
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("cpu", "cuda", "auto"):
+            return value
+        if value.startswith("cuda:") and value[5:].isdigit():
+            return value
+        raise ValueError(f"unknown device {value!r}; allowed: cpu, cuda, cuda:N, auto")
+
+
+class ParallelConfig(_Section):
+    strategy: Literal["sequential", "local", "broadcast", "fused"] = "local"
+    """sequential (one process, members in turn) | local (each rank loads its data) |
+    broadcast (rank 0 loads and broadcasts each batch) | fused (a rank's members as one vectorized model)."""
+    ranks: list[RankGroup] = Field(default_factory=lambda: [RankGroup(count=2, device="cpu")], min_length=1)
+    """Groups of MPI ranks and the device each group trains on."""
+    threads_per_rank: int = Field(1, ge=1, le=1024)
+    """torch intra-op threads per rank."""
+    max_fused: int = Field(0, ge=0)
+    """fused: most members vectorized at once per rank (0 = as many as memory allows)."""
+    placement: Literal["static", "dynamic"] = "dynamic"
+    """How members reach ranks: round-robin up front, or from a queue as ranks free up (local, fused)."""
+
+    @property
+    def world_size(self) -> int:
+        """Ranks the strategy actually launches (sequential is always one process)."""
+        return 1 if self.strategy == "sequential" else sum(g.count for g in self.ranks)
+
+    def rank_devices(self) -> list[str]:
+        """The device of every launched rank, in rank order."""
+        flat = [g.device for g in self.ranks for _ in range(g.count)]
+        if self.strategy == "sequential":
+            # One process: it takes the fastest device the setup names.
+            return [next((d for d in flat if d != "cpu"), flat[0])]
+        return flat
+
+
+class RunConfig(_Section):
+    name: str = Field("run", min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._-]+$")
+    """Label of the run; part of its folder name."""
+    seed: int = Field(0, ge=0, lt=2**32)
+    """Seeds member initialisation (with the member index) and batch order (with the epoch)."""
+    output_dir: str = "runs"
+    """Where run folders are created."""
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+
+    def to_toml(self) -> str:
+        """The resolved config, every default spelled out, as TOML."""
+        return tomli_w.dumps(self.model_dump(mode="json", exclude_none=True))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at `loc` (the parent of an unknown key)."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if current is None or isinstance(part, int):
+            continue
+        field = current.model_fields.get(str(part))
+        if field is None:
+            return []
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ()) or ()
+        nested = [a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
+        current = nested[0] if nested else None
+    return sorted(current.model_fields) if current else []
+
+
+def describe_error(err: ValidationError, source: str) -> str:
+    """Turn pydantic's first error into one line: file, field, what is allowed."""
+    first = err.errors()[0]
+    loc = tuple(first["loc"])
+    field = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+    if first["type"] == "extra_forbidden":
+        parent = loc[:-1]
+        keys = _known_keys(RunConfig, parent)
+        close = difflib.get_close_matches(str(loc[-1]), keys, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        where = ".".join(map(str, parent)) or "top level"
+        return f"{source}: unknown key {field!r}{hint}; keys allowed in {where}: {', '.join(keys)}"
+    message = first["msg"]
+    if first["type"] == "literal_error":
+        message = "must be one of " + message.removeprefix("Input should be ").replace("'", "")
+    elif message.startswith("Value error, "):
+        message = message.removeprefix("Value error, ")
+    got = first.get("input")
+    shown = f" (got {got!r})" if got is not None and not isinstance(got, dict | list) else ""
+    return f"{source}: {field or 'config'}: {message}{shown}"
+
+
+def parse_config(data: dict[str, Any], source: str = "config") -> RunConfig:
+    """Validate a config mapping, raising ConfigError with a one-line message."""
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(describe_error(err, source)) from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a TOML config file."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a .toml config file") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+    try:
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (expected TOML)") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+    return parse_config(data, str(path))
+
+
+RanksSpec = Annotated[str, "e.g. '2', 'cpu:2', 'cpu:2,cuda:1'"]
+
+
+def parse_ranks(spec: RanksSpec) -> list[RankGroup]:
+    """`--ranks` syntax: `N` (N CPU ranks) or `device:count[,device:count…]`."""
+    groups: list[RankGroup] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        device, _, count = part.rpartition(":") if not part.isdigit() else ("cpu", "", part)
+        if device.startswith("cuda") and not count.isdigit():
+            device, count = part, "1"
+        if not count.isdigit() or not device:
+            raise ConfigError(f"--ranks: cannot read {part!r}; use N or device:count, e.g. cpu:2,cuda:1")
+        try:
+            groups.append(RankGroup(count=int(count), device=device))
+        except ValidationError as err:
+            raise ConfigError(describe_error(err, "--ranks")) from None
+    if not groups:
+        raise ConfigError("--ranks: empty; use N or device:count, e.g. cpu:2,cuda:1")
+    return groups
+
+
+def with_overrides(config: RunConfig, **overrides: Any) -> RunConfig:
+    """Apply command-line overrides (None = keep), re-validating the result."""
+    data = config.model_dump(mode="json")
+    mapping = {
+        "members": ("train", "members"),
+        "epochs": ("train", "epochs"),
+        "batch_size": ("train", "batch_size"),
+        "strategy": ("parallel", "strategy"),
+        "dataset": ("data", "dataset"),
+        "data_root": ("data", "root"),
+        "limit": ("data", "limit"),
+        "output_dir": (None, "output_dir"),
+        "seed": (None, "seed"),
+    }
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key == "ranks":
+            groups = parse_ranks(value) if isinstance(value, str) else value
+            data["parallel"]["ranks"] = [g.model_dump() for g in groups]
+            continue
+        section, field = mapping[key]
+        (data[section] if section else data)[field] = value
+    return parse_config(data, "command line")

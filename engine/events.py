@@ -1,0 +1,196 @@
+"""The wire format between ranks and the launcher: newline-delimited JSON, one typed event per line.
+
+Imported by the engine (to send) and by the UI (to validate and render), so it imports neither torch
+nor textual. Every event carries `rank` (None for events the launcher itself produces) and `t`
+(seconds since the epoch, stamped by the sender).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+MAX_FRAME_BYTES = 64 * 1024
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rank: int | None = Field(None, ge=0)
+    t: float = Field(default_factory=time.time)
+
+
+class Hello(_Event):
+    """First frame of every rank connection: proves the run token and says who the rank is."""
+
+    type: Literal["hello"] = "hello"
+    token: str
+    size: int = Field(ge=1)
+    host: str
+    pid: int
+    device: str
+    strategy: str
+    members: list[int] = Field(default_factory=list)
+    threads: int = 1
+
+
+class MemberStart(_Event):
+    """A rank begins training a member (placement is visible here, also for dynamic queues)."""
+
+    type: Literal["member_start"] = "member_start"
+    member: int = Field(ge=0)
+    device: str
+
+
+class Step(_Event):
+    """Throttled training progress of one member (a few per second at most)."""
+
+    type: Literal["step"] = "step"
+    member: int = Field(ge=0)
+    epoch: int = Field(ge=0)
+    step: int = Field(ge=0)
+    steps: int = Field(ge=1)
+    loss: float
+    samples_per_s: float = Field(ge=0)
+    fused: int = Field(1, ge=1)
+    """How many members this step trained at once (fused strategy); throughput counts each once."""
+
+
+class Epoch(_Event):
+    """End of one epoch of one member, with validation metrics."""
+
+    type: Literal["epoch"] = "epoch"
+    member: int = Field(ge=0)
+    epoch: int = Field(ge=0)
+    epochs: int = Field(ge=1)
+    train_loss: float
+    val_accuracy: float | None = None
+    val_nll: float | None = None
+    seconds: float = Field(ge=0)
+
+
+class Util(_Event):
+    """Resource use of one rank's process (and its GPU, when it has one)."""
+
+    type: Literal["util"] = "util"
+    cpu_percent: float = Field(ge=0)
+    rss_mb: float = Field(ge=0)
+    system_cpu_percent: float | None = None
+    gpu_index: int | None = None
+    gpu_util: float | None = None
+    gpu_mem_mb: float | None = None
+    gpu_mem_total_mb: float | None = None
+
+
+class MemberDone(_Event):
+    """A member finished training (or diverged and was stopped)."""
+
+    type: Literal["member_done"] = "member_done"
+    member: int = Field(ge=0)
+    seconds: float = Field(ge=0)
+    val_accuracy: float | None = None
+    diverged: bool = False
+    checkpoint: str | None = None
+
+
+class Log(_Event):
+    """A message for the log pane."""
+
+    type: Literal["log"] = "log"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    message: str
+
+
+class Error(_Event):
+    """A rank (or the launcher) failed; carries the traceback."""
+
+    type: Literal["error"] = "error"
+    message: str
+    traceback: str = ""
+
+
+class PredictionsSaved(_Event):
+    """Rank 0 gathered every member's test-set probabilities into one file."""
+
+    type: Literal["predictions_saved"] = "predictions_saved"
+    path: str
+    members: list[int]
+
+
+class ReportSaved(_Event):
+    """The uncertainty report is on disk; headline numbers ride along for the live views."""
+
+    type: Literal["report_saved"] = "report_saved"
+    json_path: str
+    md_path: str
+    accuracy: float
+    nll: float
+    ece: float
+    mutual_information: float
+
+
+class Goodbye(_Event):
+    """A rank finished its part cleanly; a connection that closes without this one means a dead rank."""
+
+    type: Literal["goodbye"] = "goodbye"
+
+
+class RunDone(_Event):
+    """The launcher's last word on a run: how it ended and why."""
+
+    type: Literal["run_done"] = "run_done"
+    status: Literal["finished", "failed", "interrupted"]
+    reason: str = ""
+    returncode: int | None = None
+    seconds: float = Field(0.0, ge=0)
+
+
+Event = Annotated[
+    Union[
+        Hello, MemberStart, Step, Epoch, Util, MemberDone, Log, Error, PredictionsSaved, ReportSaved, Goodbye,
+        RunDone,
+    ],
+    Field(discriminator="type"),
+]
+EVENT_TYPES = (
+    Hello, MemberStart, Step, Epoch, Util, MemberDone, Log, Error, PredictionsSaved, ReportSaved, Goodbye, RunDone,
+)
+_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+class FrameError(ValueError):
+    """A frame that is not a valid event (bad JSON, unknown type, wrong fields, too large)."""
+
+
+def encode(event: _Event) -> bytes:
+    """One frame: compact JSON and a newline."""
+    return event.model_dump_json(exclude_defaults=False).encode() + b"\n"
+
+
+def decode(frame: bytes | str) -> Event:
+    """Validate one frame; raises FrameError with a short reason."""
+    if len(frame) > MAX_FRAME_BYTES:
+        raise FrameError(f"frame of {len(frame)} bytes exceeds {MAX_FRAME_BYTES}")
+    try:
+        data = json.loads(frame)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise FrameError(f"invalid JSON: {err}") from None
+    return from_dict(data)
+
+
+def from_dict(data: Any) -> Event:
+    """Validate an already-parsed event mapping."""
+    try:
+        return _adapter.validate_python(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "frame"
+        raise FrameError(f"{where}: {first['msg']}") from None
+
+
+def to_dict(event: _Event) -> dict[str, Any]:
+    """The event as plain JSON-ready data (what events.jsonl stores)."""
+    return event.model_dump(mode="json")

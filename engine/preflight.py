@@ -1,0 +1,55 @@
+"""Checks that refuse a run before any rank starts: devices the machine lacks, data files that are missing.
+
+Torch-free on purpose: the launcher and the setup screen call it, and the UI never imports torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.config import RunConfig
+from engine.utilization import nvml_device_count
+
+DATA_FILES = {
+    "mnist": ("MNIST/raw", "train-images-idx3-ubyte"),
+    "fashion-mnist": ("FashionMNIST/raw", "train-images-idx3-ubyte"),
+    "kmnist": ("KMNIST/raw", "train-images-idx3-ubyte"),
+    "cifar10": ("cifar-10-batches-py", "data_batch_1"),
+}
+
+
+def device_problem(config: RunConfig) -> str | None:
+    """Why this machine cannot give every rank its device, or None."""
+    wanted = [d for d in config.parallel.rank_devices() if d.startswith("cuda")]
+    if not wanted:
+        return None
+    count = nvml_device_count()
+    if count == 0:
+        return f"needs CUDA ({len(wanted)} rank(s) on {wanted[0]}), but no NVIDIA GPU was found on this machine"
+    for device in wanted:
+        if ":" in device and int(device.split(":")[1]) >= count:
+            return f"needs {device}, but this machine has {count} GPU(s) (cuda:0..cuda:{count - 1})"
+    return None
+
+
+def data_problem(config: RunConfig) -> str | None:
+    """Why the configured data (and file-backed OOD sets) cannot be read, or None."""
+    if config.data.download:
+        return None
+    names = [config.data.dataset] + [n for n in config.data.ood if n in DATA_FILES]
+    for name in names:
+        if name not in DATA_FILES:
+            continue
+        folder, probe = DATA_FILES[name]
+        where = Path(config.data.root) / folder
+        if not (where / probe).exists():
+            return (
+                f"{name}: no data under {where} (looked for {probe}). Set `download = true` in [data], "
+                f"unpack torchvision's files there, or point `root` (--data-root) at them"
+            )
+    return None
+
+
+def setup_problem(config: RunConfig) -> str | None:
+    """The first reason this setup cannot run here, or None when it can."""
+    return device_problem(config) or data_problem(config)

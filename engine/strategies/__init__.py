@@ -1,0 +1,1 @@
+"""How a rank trains its members: one module per strategy, looked up by name."""

@@ -1,0 +1,103 @@
+"""`broadcast` — the seed's "batch broadcasting": rank 0 alone reads the data and `Bcast`s every batch.
+
+The other ranks never open a data file: they receive the evaluation tensors once and each training
+batch as a contiguous buffer (capitalised `Bcast`, no pickling), then step all their members on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from mpi4py import MPI
+
+from engine.data import Splits
+from engine.rank import Outcome, RankContext, load_local, member_args
+from engine.seeding import batch_slices, epoch_order
+from engine.trainer import make_member, member_predictions, place, train_members
+
+
+def share_tensor(comm: MPI.Comm, tensor: torch.Tensor | None) -> torch.Tensor:
+    """Bcast one tensor from rank 0 (shape and dtype first, as a small pickled object)."""
+    meta = comm.bcast((tuple(tensor.shape), str(tensor.dtype).removeprefix("torch.")) if tensor is not None else None)
+    shape, dtype = meta
+    out = tensor.contiguous() if tensor is not None else torch.empty(shape, dtype=getattr(torch, dtype))
+    comm.Bcast(out.numpy(), root=0)
+    return out
+
+
+def share_splits(
+    comm: MPI.Comm, splits: Splits | None, eval_sets: dict[str, torch.Tensor] | None
+) -> tuple[Splits, dict[str, torch.Tensor], int]:
+    """Give every rank the validation and evaluation tensors that rank 0 loaded.
+
+    The training split stays on rank 0: the others only ever see it one batch at a time, so they get
+    its length alone.
+    """
+    info = comm.bcast(
+        (splits.name, splits.mean, splits.std, splits.classes, tuple(splits.x_train.shape), list(eval_sets))
+        if splits is not None and eval_sets is not None
+        else None
+    )
+    name, mean, std, classes, train_shape, set_names = info
+    root = splits is not None
+    x_val = share_tensor(comm, splits.x_val if root else None)
+    y_val = share_tensor(comm, splits.y_val if root else None)
+    y_test = share_tensor(comm, splits.y_test if root else None)
+    shared_sets = {n: share_tensor(comm, eval_sets[n] if root else None) for n in set_names}
+    if root:
+        return splits, shared_sets, train_shape[0]
+    empty_train = torch.empty((0, *train_shape[1:]))
+    received = Splits(
+        name, empty_train, torch.empty(0, dtype=torch.int64), x_val, y_val, shared_sets["test"], y_test, mean, std,
+        classes,
+    )
+    return received, shared_sets, train_shape[0]
+
+
+class BroadcastBatches:
+    """Rank 0 slices each batch from its data and broadcasts it; every rank yields it on its device."""
+
+    def __init__(self, comm: MPI.Comm, splits: Splits, n_train: int, batch_size: int, seed: int,
+                 device: torch.device) -> None:
+        self.comm, self.splits, self.seed, self.device = comm, splits, seed, device
+        self.n_train = n_train
+        self.slices = batch_slices(n_train, batch_size)
+        self.steps = len(self.slices)
+        shape = (batch_size, *splits.x_val.shape[1:])
+        self.x_buf = torch.empty(shape, dtype=torch.float32)
+        self.y_buf = torch.empty(batch_size, dtype=torch.int64)
+        if device.type == "cuda":
+            self.x_buf, self.y_buf = self.x_buf.pin_memory(), self.y_buf.pin_memory()
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        root = self.comm.Get_rank() == 0
+        order = epoch_order(self.seed, epoch, self.n_train) if root else None
+        for s in self.slices:
+            n = s.stop - s.start
+            x, y = self.x_buf[:n], self.y_buf[:n]
+            if root:
+                idx = order[s]
+                torch.index_select(self.splits.x_train, 0, idx, out=x)
+                torch.index_select(self.splits.y_train, 0, idx, out=y)
+            self.comm.Bcast([x.numpy(), MPI.FLOAT], root=0)
+            self.comm.Bcast([y.numpy(), MPI.INT64_T], root=0)
+            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+
+
+def run(ctx: RankContext) -> Outcome:
+    comm, config = ctx.comm, ctx.config
+    loaded = load_local(config) if ctx.rank == 0 else (None, None)
+    splits, eval_sets, n_train = share_splits(comm, *loaded)
+    batches = BroadcastBatches(comm, splits, n_train, config.train.batch_size, config.seed, ctx.device)
+    members = [make_member(index=i, **member_args(ctx, splits)) for i in ctx.static_members()]
+    # Ranks share one batch stream, so they must start at the same epoch (after a resume, the earliest).
+    first = comm.allreduce(min((m.epochs_done for m in members), default=config.train.epochs), op=MPI.MIN)
+    val = (place(splits.x_val, ctx.device), place(splits.y_val, ctx.device))
+    train_members(members, batches, val, config.train.epochs, ctx.reporter, ctx.checkpoint_dir, config, first)
+    outcome = Outcome(splits=splits if ctx.rank == 0 else None, eval_sets=eval_sets if ctx.rank == 0 else None)
+    for m in members:
+        outcome.predictions[m.index] = member_predictions(m.model, eval_sets)
+        outcome.diverged[m.index] = m.diverged
+    return outcome
+

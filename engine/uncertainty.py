@@ -1,0 +1,102 @@
+"""Uncertainty of a deep ensemble from its members' softmax outputs.
+
+All functions take `probs` as (members, samples, classes) arrays of probabilities and work in
+nats. The decomposition is the usual one: total predictive entropy H[E p] = aleatoric E H[p]
++ epistemic (mutual information between the prediction and the member).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+EPS = 1e-12
+
+
+def entropy(p: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Shannon entropy (nats) along `axis`."""
+    return -(p * np.log(np.clip(p, EPS, 1.0))).sum(axis=axis)
+
+
+def ensemble_mean(probs: np.ndarray) -> np.ndarray:
+    """The ensemble's predictive distribution: the average of member probabilities."""
+    return probs.mean(axis=0)
+
+
+def decompose(probs: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-sample total entropy, aleatoric (expected member entropy) and mutual information."""
+    total = entropy(ensemble_mean(probs))
+    aleatoric = entropy(probs).mean(axis=0)
+    return {"entropy": total, "aleatoric": aleatoric, "mutual_information": np.maximum(total - aleatoric, 0.0)}
+
+
+def accuracy(p: np.ndarray, labels: np.ndarray) -> float:
+    return float((p.argmax(axis=1) == labels).mean())
+
+
+def nll(p: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true labels."""
+    return float(-np.log(np.clip(p[np.arange(len(labels)), labels], EPS, 1.0)).mean())
+
+
+def brier(p: np.ndarray, labels: np.ndarray) -> float:
+    """Mean squared distance to the one-hot label, summed over classes."""
+    onehot = np.eye(p.shape[1])[labels]
+    return float(((p - onehot) ** 2).sum(axis=1).mean())
+
+
+def reliability(p: np.ndarray, labels: np.ndarray, bins: int = 15) -> list[dict[str, float]]:
+    """Confidence vs accuracy in equal-width confidence bins (the reliability diagram's data)."""
+    confidence = p.max(axis=1)
+    correct = p.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    table = []
+    for b in range(bins):
+        mask = index == b
+        count = int(mask.sum())
+        table.append({
+            "bin_lower": float(edges[b]), "bin_upper": float(edges[b + 1]), "count": count,
+            "confidence": float(confidence[mask].mean()) if count else 0.0,
+            "accuracy": float(correct[mask].mean()) if count else 0.0,
+        })
+    return table
+
+
+def ece(p: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Expected calibration error: the count-weighted gap between confidence and accuracy."""
+    table = reliability(p, labels, bins)
+    n = max(len(labels), 1)
+    return float(sum(row["count"] / n * abs(row["accuracy"] - row["confidence"]) for row in table))
+
+
+def scores(p: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """The four headline metrics of one predictive distribution."""
+    return {"accuracy": accuracy(p, labels), "nll": nll(p, labels), "brier": brier(p, labels), "ece": ece(p, labels)}
+
+
+def size_curve(probs: np.ndarray, labels: np.ndarray) -> list[dict[str, float]]:
+    """Accuracy and NLL of the first k members' ensemble, k = 1..M."""
+    running = np.zeros_like(probs[0])
+    curve = []
+    for k, member in enumerate(probs, start=1):
+        running += member
+        mean = running / k
+        curve.append({"size": k, "accuracy": accuracy(mean, labels), "nll": nll(mean, labels)})
+    return curve
+
+
+def ood_auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
+    """AUROC of telling OOD (positive) from in-distribution inputs by a score (higher = more OOD)."""
+    y = np.concatenate([np.zeros(len(in_scores)), np.ones(len(out_scores))])
+    return float(roc_auc_score(y, np.concatenate([in_scores, out_scores])))
+
+
+def histogram(values: dict[str, np.ndarray], bins: int = 20) -> dict[str, list[float]]:
+    """Counts of several samples over shared bin edges (for side-by-side entropy histograms)."""
+    top = max((float(v.max()) for v in values.values() if len(v)), default=1.0) or 1.0
+    edges = np.linspace(0.0, top, bins + 1)
+    out: dict[str, list[float]] = {"bins": edges.tolist()}
+    for name, v in values.items():
+        out[name] = np.histogram(v, bins=edges)[0].astype(float).tolist()
+    return out

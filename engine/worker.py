@@ -1,0 +1,122 @@
+"""One MPI rank of a run: `mpiexec -n N python -m mpi4py -m engine.worker --run-dir runs/<id>`.
+
+Reads the run's resolved config, trains its share of the members with the configured strategy,
+reports over its own socket (ENS_TUI_ENDPOINT / ENS_TUI_TOKEN from the environment; without them,
+events go to stdout), and on rank 0 gathers every member's predictions into the report.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine import events as ev
+from engine.config import RunConfig, load_config
+from engine.rank import Outcome, RankContext, resolve_device
+from engine.report import build_report, save_predictions, write_report
+from engine.reporter import ENDPOINT_ENV, TOKEN_ENV, Reporter, UtilSampler, connect_sink, hello
+
+
+def run_strategy(ctx: RankContext) -> Outcome:
+    """Look the strategy module up by name and run it on this rank."""
+    module = importlib.import_module(f"engine.strategies.{ctx.config.parallel.strategy}")
+    return module.run(ctx)
+
+
+def finish(ctx: RankContext, outcome: Outcome) -> None:
+    """Gather predictions on rank 0, save them, and write the report."""
+    gathered = ctx.comm.gather((outcome.predictions, outcome.diverged), root=0)
+    if ctx.rank != 0 or ctx.run_dir is None:
+        return
+    predictions: dict[int, dict[str, np.ndarray]] = {}
+    diverged: list[int] = []
+    for preds, div in gathered:
+        predictions.update(preds)
+        diverged += [m for m, d in div.items() if d]
+    members = sorted(predictions)
+    splits, eval_sets = outcome.splits, outcome.eval_sets
+    assert splits is not None and eval_sets is not None, "rank 0 always holds the data"
+    payload = {
+        "members": members,
+        "diverged": sorted(diverged),
+        "dataset": splits.name,
+        "classes": splits.classes,
+        "labels": splits.y_test.cpu().numpy(),
+        "images": (splits.x_test * splits.std + splits.mean).cpu().numpy(),
+        "sets": {name: np.stack([predictions[m][name] for m in members]) for name in eval_sets},
+    }
+    path = ctx.run_dir / "predictions.pt"
+    save_predictions(path, payload)
+    ctx.reporter.send(ev.PredictionsSaved(path=str(path), members=members))
+    report = build_report(payload)
+    json_path, md_path = write_report(ctx.run_dir, report, f"Uncertainty report — {ctx.run_dir.name}")
+    ens = report["ensemble"]
+    ctx.reporter.send(
+        ev.ReportSaved(
+            json_path=str(json_path), md_path=str(md_path), accuracy=ens["accuracy"], nll=ens["nll"], ece=ens["ece"],
+            mutual_information=report["uncertainty"]["mutual_information"],
+        )
+    )
+
+
+def run_rank(comm: object, config: RunConfig, run_dir: Path | None, reporter: Reporter, token: str = "") -> Outcome:
+    """Everything one rank does, given its communicator (COMM_WORLD under mpiexec, COMM_SELF in tests)."""
+    rank, size = comm.Get_rank(), comm.Get_size()  # type: ignore[attr-defined]
+    if size != config.parallel.world_size:
+        raise RuntimeError(f"config asks for {config.parallel.world_size} rank(s) but mpiexec started {size}")
+    torch.set_num_threads(config.parallel.threads_per_rank)
+    devices = config.parallel.rank_devices()
+    device = resolve_device(devices[rank], devices, rank)
+    reporter.device, reporter.epochs = str(device), config.train.epochs
+    ctx = RankContext(comm, config, device, reporter, run_dir)  # type: ignore[arg-type]
+    placed = ctx.static_members() if config.parallel.strategy != "sequential" else list(range(config.train.members))
+    hello(reporter, token, size, str(device), config.parallel.strategy, placed, torch.get_num_threads())
+    sampler = UtilSampler(reporter, device.index if device.type == "cuda" else None)
+    sampler.start()
+    try:
+        outcome = run_strategy(ctx)
+        finish(ctx, outcome)
+    finally:
+        sampler.stop()
+    reporter.send(ev.Goodbye())
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mpi4py -m engine.worker", description=__doc__)
+    parser.add_argument("--run-dir", type=Path, required=True, help="run folder holding config.toml")
+    args = parser.parse_args(argv)
+
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    config = load_config(args.run_dir / "config.toml")
+    sink = connect_sink(os.environ.get(ENDPOINT_ENV))
+    reporter = Reporter(sink, comm.Get_rank())
+    try:
+        run_rank(comm, config, args.run_dir, reporter, os.environ.get(TOKEN_ENV, ""))
+    except BaseException as err:
+        # Tell the launcher why before `-m mpi4py` turns the exception into MPI_Abort for every rank.
+        try:
+            if not reporter.greeted:
+                devices = config.parallel.rank_devices()
+                hello(reporter, os.environ.get(TOKEN_ENV, ""), comm.Get_size(), devices[comm.Get_rank() % len(devices)],
+                      config.parallel.strategy, [], config.parallel.threads_per_rank)
+            reporter.send(ev.Error(message=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()))
+        except OSError:
+            pass
+        raise
+    finally:
+        sink.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

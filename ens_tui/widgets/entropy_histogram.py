@@ -1,0 +1,47 @@
+"""Predictive entropy of in-distribution test inputs against one OOD set: the further apart, the better."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import RenderResult
+from textual_plotext import PlotextPlot
+
+
+def _shares(counts: list[float]) -> list[float]:
+    total = sum(counts)
+    return [c / total for c in counts] if total else [0.0 for _ in counts]
+
+
+class EntropyHistogram(PlotextPlot):
+    """Both histograms as shares of their own set (the sets differ in size), titled with the AUROCs."""
+
+    DEFAULT_CSS = """
+    EntropyHistogram { min-height: 8; }
+    """
+
+    def __init__(self, name: str, result: dict[str, Any], *, id: str | None = None) -> None:  # noqa: A002
+        super().__init__(id=id)
+        self._name = name
+        self._result = result
+
+    def render(self) -> RenderResult:
+        plt = self.plt
+        plt.clear_data()
+        result = self._result
+        aurocs = [
+            f"AUROC {label} {result[key]:.3f}"
+            for key, label in (("auroc_entropy", "H"), ("auroc_mi", "MI"))
+            if result.get(key) is not None
+        ]
+        plt.title(f"{self._name}: " + ", ".join(aurocs))
+        hist = result.get("entropy_hist") or {}
+        edges = hist.get("bins") or []
+        if len(edges) >= 2:
+            centres = [round((a + b) / 2, 3) for a, b in zip(edges, edges[1:], strict=False)]
+            series = [(_shares(hist.get("in_dist", [])), "in-dist"), (_shares(hist.get("ood", [])), self._name)]
+            series = [(s, label) for s, label in series if len(s) == len(centres)]
+            if series:
+                plt.multiple_bar(centres, [s for s, _ in series], labels=[label for _, label in series])
+            plt.xlabel("entropy (nats)")
+        return super().render()

@@ -1,0 +1,57 @@
+"""The list of setups on the setup screen; a setup this machine cannot run stays visible, dimmed, with why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.widgets import OptionList
+from textual.widgets.option_list import Option
+
+from ens_tui.presets import Preset
+
+SOURCE_MARK = {"argument": "arg", "builtin": "", "local": "./configs"}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A listed preset and, when it cannot run here, the reason."""
+
+    preset: Preset
+    problem: str | None = None
+
+    @property
+    def runnable(self) -> bool:
+        """Loads and fits this machine."""
+        return self.preset.config is not None and self.problem is None
+
+
+class PresetList(OptionList):
+    """Options stay highlightable even when not runnable, so the preview can still explain them."""
+
+    DEFAULT_CSS = """
+    PresetList { width: 1fr; height: 1fr; }
+    """
+
+    def __init__(self, entries: list[Entry], *, id: str | None = None) -> None:  # noqa: A002
+        super().__init__(*(self._option(i, e) for i, e in enumerate(entries)), id=id)
+        self.entries = entries
+
+    @staticmethod
+    def _option(index: int, entry: Entry) -> Option:
+        preset = entry.preset
+        mark = SOURCE_MARK[preset.source]
+        label = Text(preset.name, style="" if entry.runnable else "dim strike" if preset.error else "dim")
+        if mark:
+            label.append(f"  {mark}", style="dim italic")
+        if preset.error:
+            label.append("\n  ✗ invalid config", style="red dim")
+        elif entry.problem:
+            label.append(f"\n  ✗ {entry.problem}", style="yellow dim")
+        return Option(label, id=str(index))
+
+    @property
+    def selected_entry(self) -> Entry | None:
+        """The highlighted entry."""
+        index = self.highlighted
+        return self.entries[index] if index is not None and 0 <= index < len(self.entries) else None

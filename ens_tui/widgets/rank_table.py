@@ -1,0 +1,95 @@
+"""One row per rank: where it runs, what it trains, how fast, and whether it is still alive."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widgets import DataTable
+
+from ens_tui.run_state import RankState
+from ens_tui.widgets._format import rate
+
+STATE_STYLE = {
+    "starting": ("◌ starting", "dim"),
+    "training": ("● training", "green"),
+    "done": ("✓ done", "bold blue"),
+    "failed": ("✗ failed", "bold red"),
+    "stopped": ("■ stopped", "yellow"),
+}
+COLUMNS = (
+    ("rank", "rank"), ("device", "device"), ("host:pid", "where"), ("member", "member"), ("epoch", "epoch"),
+    ("step", "step"), ("loss", "loss"), ("samples/s", "rate"), ("state", "state"),
+)
+
+
+@dataclass(frozen=True)
+class RankRow:
+    """The display strings of one rank (frozen, so unchanged rows compare equal and skip a repaint)."""
+
+    rank: int
+    device: str
+    where: str
+    member: str
+    epoch: str
+    step: str
+    loss: str
+    rate: str
+    state: str
+
+    @classmethod
+    def of(cls, r: RankState) -> RankRow:
+        """Format a rank's state for the table."""
+        host = r.host if len(r.host) <= 12 else r.host[:11] + "…"
+        done = f"{r.members_done}/{len(r.members)}" if r.members else str(r.members_done)
+        return cls(
+            rank=r.rank,
+            device=r.device,
+            where=f"{host}:{r.pid}" if r.pid is not None else "…",
+            member="–" if r.member is None else f"{r.member} ({done})",
+            epoch="–" if r.epoch is None else f"{r.epoch + 1}/{r.epochs}" if r.epochs else str(r.epoch + 1),
+            step="–" if r.step is None else f"{r.step}/{r.steps}",
+            loss="–" if r.loss is None else f"{r.loss:.3f}",
+            rate=rate(r.samples_per_s) if r.status == "training" else "–",
+            state=r.status,
+        )
+
+
+class RankTable(DataTable[Text]):
+    """The live rank table; set `ranks` and only the cells that changed are redrawn."""
+
+    DEFAULT_CSS = """
+    RankTable { height: auto; max-height: 12; }
+    """
+
+    ranks: reactive[tuple[RankRow, ...]] = reactive(())
+
+    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's own name
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True, show_cursor=False)
+        for label, key in COLUMNS:
+            self.add_column(label, key=key)
+
+    def watch_ranks(self, old: tuple[RankRow, ...], new: tuple[RankRow, ...]) -> None:
+        before = {row.rank: row for row in old}
+        for row in sorted(new, key=lambda r: r.rank):
+            key = str(row.rank)
+            if key not in self.rows:
+                self.add_row(*self._cells(row), key=key)
+            elif before.get(row.rank) != row:
+                for (_, column), cell in zip(COLUMNS, self._cells(row), strict=True):
+                    self.update_cell(key, column, cell)
+        if len(new) != len(old):
+            self.sort("rank", key=lambda cell: int(cell.plain))
+
+    @staticmethod
+    def _cells(row: RankRow) -> list[Text]:
+        label, state_style = STATE_STYLE.get(row.state, (row.state, ""))
+        row_style = "red" if row.state == "failed" else ""
+        plain = [str(row.rank), row.device, row.where, row.member, row.epoch, row.step, row.loss, row.rate]
+        right = {0, 4, 5, 6, 7}
+        cells = [
+            Text(value, style=row_style, justify="right" if i in right else "left") for i, value in enumerate(plain)
+        ]
+        cells.append(Text(label, style=state_style))
+        return cells

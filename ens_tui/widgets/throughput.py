@@ -1,0 +1,83 @@
+"""Throughput: samples/s per rank and in total with its history, overall progress, elapsed time and ETA."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.reactive import reactive
+from textual.widgets import ProgressBar, Sparkline, Static
+
+from ens_tui.run_state import RunState
+from ens_tui.widgets._format import duration, rate, spark
+
+
+class ThroughputPanel(Vertical):
+    """Fed by `show(state, elapsed)`; the numbers are reactives so unchanged values cost nothing."""
+
+    DEFAULT_CSS = """
+    ThroughputPanel { height: auto; }
+    ThroughputPanel > #tp-summary { height: 1; }
+    ThroughputPanel > ProgressBar { height: 1; }
+    ThroughputPanel > ProgressBar Bar { width: 1fr; }
+    ThroughputPanel > Sparkline { height: 2; margin: 0 0 0 0; }
+    ThroughputPanel > #tp-ranks { height: auto; }
+    """
+
+    total: reactive[float] = reactive(0.0)
+    elapsed: reactive[float] = reactive(0.0)
+    eta: reactive[float | None] = reactive(None)
+    progress: reactive[float] = reactive(0.0)
+    members: reactive[str] = reactive("")
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="tp-summary")
+        yield ProgressBar(total=1.0, show_eta=False, id="tp-progress").data_bind(progress=ThroughputPanel.progress)
+        yield Sparkline([], id="tp-spark")
+        yield Static(id="tp-ranks")
+
+    def show(self, state: RunState, elapsed: float) -> None:
+        """Take the run's latest numbers."""
+        self.total = state.total_samples_per_s
+        self.elapsed = elapsed
+        self.eta = state.eta(elapsed)
+        self.progress = state.progress
+        self.members = f"{state.members_done()}/{state.total_members}"
+        self.query_one(Sparkline).data = list(state.total_history) or [0.0]
+        self.query_one("#tp-ranks", Static).update(self._rank_lines(state))
+
+    def _rank_lines(self, state: RunState) -> Table:
+        table = Table.grid(padding=(0, 1), expand=True)
+        table.add_column(no_wrap=True)
+        table.add_column(justify="right", no_wrap=True)
+        table.add_column(ratio=1, no_wrap=True, overflow="crop")
+        for r in sorted(state.ranks.values(), key=lambda r: r.rank):
+            now = r.samples_per_s if r.status == "training" else 0.0
+            table.add_row(
+                Text(f"r{r.rank} {r.device}", style="bold"),
+                f"{rate(now)}/s",
+                Text(spark(list(r.history), 40), style="cyan"),
+            )
+        return table
+
+    def _update_summary(self) -> None:
+        summary = Text.assemble(
+            ("total ", "dim"), (f"{rate(self.total)}/s", "bold"),
+            ("  elapsed ", "dim"), duration(self.elapsed),
+            ("  ETA ", "dim"), duration(self.eta),
+            ("  members ", "dim"), self.members,
+        )
+        self.query_one("#tp-summary", Static).update(summary)
+
+    def watch_total(self) -> None:
+        self._update_summary()
+
+    def watch_elapsed(self) -> None:
+        self._update_summary()
+
+    def watch_eta(self) -> None:
+        self._update_summary()
+
+    def watch_members(self) -> None:
+        self._update_summary()

@@ -1,0 +1,42 @@
+"""One of the most uncertain test inputs: the picture, its label, the ensemble's guess and the entropy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Static
+
+from ens_tui.widgets.digit_image import DigitImage
+
+
+class UncertainInput(Vertical):
+    """A small card; the caption turns red when the ensemble got the input wrong."""
+
+    DEFAULT_CSS = """
+    UncertainInput { width: auto; height: auto; padding: 0 1; }
+    UncertainInput > Static { width: 16; }
+    """
+
+    def __init__(self, item: dict[str, Any], classes_: list[str] | None = None, *, cells: int = 16) -> None:
+        super().__init__()
+        self._item = item
+        self._names = classes_ or []
+        self._cells = cells
+
+    def _name(self, index: int) -> str:
+        return self._names[index] if 0 <= index < len(self._names) else str(index)
+
+    def compose(self) -> ComposeResult:
+        item = self._item
+        yield DigitImage(item.get("image") or [[0.0]], cells=self._cells)
+        right = item.get("label") == item.get("prediction")
+        label, pred = self._name(int(item.get("label", -1))), self._name(int(item.get("prediction", -1)))
+        yield Static(
+            Text.assemble(
+                (label, "bold"), (" → ", "dim"), (pred, "bold green" if right else "bold red"),
+                ("\nH ", "dim"), f"{float(item.get('entropy', 0.0)):.2f}", ("  #", "dim"), str(item.get("index", "?")),
+            )
+        )
