@@ -14,6 +14,10 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 MAX_FRAME_BYTES = 64 * 1024
+ENDPOINT_ENV = "ENS_TUI_ENDPOINT"
+"""Where ranks connect (`host:port`), set by the launcher in each rank's environment."""
+TOKEN_ENV = "ENS_TUI_TOKEN"
+"""The per-run secret a rank proves in its hello; passed by environment, never on the command line."""
 
 
 class _Event(BaseModel):

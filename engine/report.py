@@ -22,14 +22,23 @@ from engine.checkpoint import save_checkpoint
 MOST_UNCERTAIN = 12
 
 
+def _convert(value: Any, kind: type, to: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _convert(v, kind, to) for k, v in value.items()}
+    return to(value) if isinstance(value, kind) else value
+
+
 def save_predictions(path: Path, payload: dict[str, Any]) -> None:
-    """predictions.pt: members, labels, per-set probabilities (members × samples × classes), test images."""
-    save_checkpoint(path, {k: torch.as_tensor(v) if isinstance(v, np.ndarray) else v for k, v in payload.items()})
+    """predictions.pt: members, labels, per-set probabilities (members × samples × classes), test images.
+
+    Arrays are stored as tensors so the file loads with `weights_only=True` (no pickled code).
+    """
+    save_checkpoint(path, _convert(payload, np.ndarray, torch.as_tensor))
 
 
 def load_predictions(path: Path) -> dict[str, Any]:
     raw = torch.load(path, map_location="cpu", weights_only=True)
-    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in raw.items()}
+    return _convert(raw, torch.Tensor, lambda t: t.numpy())
 
 
 def build_report(pred: dict[str, Any]) -> dict[str, Any]:

@@ -20,8 +20,6 @@ from engine import events as ev
 if TYPE_CHECKING:
     from engine.trainer import Member
 
-ENDPOINT_ENV = "ENS_TUI_ENDPOINT"
-TOKEN_ENV = "ENS_TUI_TOKEN"
 STEP_INTERVAL_S = 0.25
 
 

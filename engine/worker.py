@@ -19,9 +19,10 @@ import torch
 
 from engine import events as ev
 from engine.config import RunConfig, load_config
+from engine.events import ENDPOINT_ENV, TOKEN_ENV
 from engine.rank import Outcome, RankContext, resolve_device
 from engine.report import build_report, save_predictions, write_report
-from engine.reporter import ENDPOINT_ENV, TOKEN_ENV, Reporter, UtilSampler, connect_sink, hello
+from engine.reporter import Reporter, UtilSampler, connect_sink, hello
 
 
 def run_strategy(ctx: RankContext) -> Outcome:

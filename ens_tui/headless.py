@@ -13,12 +13,13 @@ from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from engine import events as ev
 from engine.config import RunConfig
-from ens_tui.launcher import LaunchError, Launcher
+from ens_tui.launcher import Launcher, LaunchError
 from ens_tui.rundir import read_report
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -70,10 +71,10 @@ class HeadlessView:
             self._line(f"rank {rank} · member {event.member} {state} in {event.seconds:.1f}s")
         elif isinstance(event, ev.Log):
             style = {"warning": "yellow", "error": "red"}.get(event.level, "dim")
-            self.console.print(f"[{style}]rank {rank}: {event.message}[/]")
+            self.console.print(f"[{style}]rank {rank}: {escape(event.message)}[/]")
         elif isinstance(event, ev.Error):
             where = f"rank {rank}" if rank is not None else "launcher"
-            self.console.print(f"[bold red]{where} failed: {event.message}[/]")
+            self.console.print(f"[bold red]{where} failed: {escape(event.message)}[/]")
             if event.traceback:
                 self.console.print(event.traceback.rstrip(), style="red", markup=False, highlight=False)
 
@@ -139,13 +140,13 @@ def run_headless(config: RunConfig, *, mpiexec: str | None = None, console: Cons
     try:
         done = asyncio.run(_run(launcher, view, console))
     except LaunchError as err:
-        console.print(f"[bold red]ens-tui:[/] {err}", highlight=False)
+        console.print(f"[bold red]ens-tui:[/] {escape(str(err))}", highlight=False)
         return EXIT_USAGE
     if launcher.server is not None and launcher.server.dropped:
         dropped = ", ".join(f"{n} {why}" for why, n in launcher.server.dropped.items())
         console.print(f"[yellow]dropped frames on the progress socket: {dropped}[/]")
     if done is None or done.status == "failed":
-        console.print(f"[bold red]run failed[/]: {done.reason if done else 'no result'}", highlight=False)
+        console.print(f"[bold red]run failed[/]: {escape(done.reason if done else 'no result')}", highlight=False)
         console.print(f"run folder: {launcher.run_dir}")
         return EXIT_FAILED
     if done.status == "interrupted":

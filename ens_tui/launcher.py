@@ -22,8 +22,8 @@ import psutil
 
 from engine import events as ev
 from engine.config import RunConfig
+from engine.events import ENDPOINT_ENV, TOKEN_ENV
 from engine.preflight import setup_problem
-from engine.reporter import ENDPOINT_ENV, TOKEN_ENV
 from ens_tui.rundir import EventLog, create_run_dir, write_run_info
 from ens_tui.server import Disconnected, EventServer
 

@@ -1,0 +1,80 @@
+"""Shared helpers: tiny real configs, running the real launcher, and checking no process survives."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from engine import events as ev
+from engine.config import RunConfig, parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def tiny_config(tmp_path: Path, **sections: Any) -> RunConfig:
+    """A real digits run small enough for seconds: 2 members, 1 epoch, a few hundred samples."""
+    data: dict[str, Any] = {
+        "name": "tiny",
+        "seed": 0,
+        "output_dir": str(tmp_path / "runs"),
+        "data": {"dataset": "digits", "limit": 320, "ood": ["noise"]},
+        "train": {"members": 2, "epochs": 1, "batch_size": 32, "optimizer": "adam", "lr": 0.003},
+        "parallel": {"strategy": "local", "ranks": [{"count": 2, "device": "cpu"}]},
+    }
+    for section, values in sections.items():
+        if isinstance(values, dict):
+            data.setdefault(section, {}).update(values)
+        else:
+            data[section] = values
+    return parse_config(data, "test")
+
+
+def run_launcher(config: RunConfig, on_event: Any = None, **kwargs: Any) -> tuple[list[ev.Event], Any]:
+    """Run the real launcher (real mpiexec, real socket) to the end; returns its events and itself."""
+    from ens_tui.launcher import Launcher
+
+    launcher = Launcher(config, **kwargs)
+    seen: list[ev.Event] = []
+
+    async def go() -> None:
+        await launcher.start()
+        async for event in launcher.events():
+            seen.append(event)
+            if on_event is not None:
+                await on_event(event, launcher)
+
+    asyncio.run(go())
+    return seen, launcher
+
+
+def run_pids(events: list[ev.Event]) -> list[int]:
+    return [e.pid for e in events if isinstance(e, ev.Hello)]
+
+
+def assert_no_process_left(pids: list[int]) -> None:
+    """None of these processes (ranks, mpiexec) may still exist, zombies aside."""
+    alive = []
+    for pid in pids:
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append((pid, proc.name(), proc.cmdline()[:6]))
+        except psutil.NoSuchProcess:
+            continue
+    assert not alive, f"processes survived the run: {alive}"
+
+
+@pytest.fixture
+def cli_env() -> dict[str, str]:
+    """Environment for running `ens-tui` as a user would, from this venv."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["COLUMNS"] = "140"
+    return env
