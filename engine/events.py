@@ -21,7 +21,7 @@ TOKEN_ENV = "ENS_TUI_TOKEN"
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="constants")
 
     rank: int | None = Field(None, ge=0)
     t: float = Field(default_factory=time.time)

@@ -5,6 +5,7 @@ Torch-free on purpose: the launcher and the setup screen call it, and the UI nev
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 from engine.config import RunConfig
@@ -16,6 +17,29 @@ DATA_FILES = {
     "kmnist": ("KMNIST/raw", "train-images-idx3-ubyte"),
     "cifar10": ("cifar-10-batches-py", "data_batch_1"),
 }
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def idx_problem(path: Path) -> str | None:
+    """Why an idx file (MNIST's format) is missing, corrupt or truncated, or None.
+
+    The header says how many bytes must follow, so a short or padded file is caught before any rank
+    starts instead of failing on every rank at once.
+    """
+    if not path.is_file():
+        return f"{path} is missing"
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+        if len(head) < 4 or head[:2] != b"\0\0" or head[2] != 0x08 or not 1 <= head[3] <= 4:
+            return f"{path} is not an idx file (bad header)"
+        dims = struct.unpack(f">{head[3]}I", fh.read(4 * head[3]).ljust(4 * head[3], b"\0"))
+    payload = 1
+    for d in dims:
+        payload *= d
+    size = path.stat().st_size
+    if size != 4 + 4 * len(dims) + payload:
+        return f"{path} is truncated or corrupt ({size} bytes, its header promises {4 + 4 * len(dims) + payload})"
+    return None
 
 
 def device_problem(config: RunConfig) -> str | None:
@@ -47,6 +71,11 @@ def data_problem(config: RunConfig) -> str | None:
                 f"{name}: no data under {where} (looked for {probe}). Set `download = true` in [data], "
                 f"unpack torchvision's files there, or point `root` (--data-root) at them"
             )
+        if name != "cifar10":
+            for file in IDX_FILES:
+                problem = idx_problem(where / file)
+                if problem:
+                    return f"{name}: {problem}; re-download it (`download = true`) or replace the file"
     return None
 
 

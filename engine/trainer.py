@@ -176,6 +176,8 @@ def train_members(
         t_mark, seen_mark = t_epoch, 0
         for step, (x, y) in enumerate(batches.epoch(epoch)):
             for m in active:
+                if m.diverged:
+                    continue
                 m.model.train()
                 loss = F.cross_entropy(m.model(x), y)
                 m.optimizer.zero_grad(set_to_none=True)
@@ -186,20 +188,22 @@ def train_members(
                     # Rate of the rank as a whole: every active member sees each sample.
                     now = time.perf_counter()
                     rate = (seen + len(y) - seen_mark) / max(now - t_mark, 1e-9)
-                    hooks.on_step(m.index, epoch, step, batches.steps, float(loss.detach()), rate * len(active), len(active))
+                    value = float(loss.detach())
+                    hooks.on_step(m.index, epoch, step, batches.steps, value, rate * len(active), len(active))
                     t_mark, seen_mark = now, seen + len(y)
+                    # A NaN/inf loss stops the member at once (its epoch loss below confirms it).
+                    m.diverged = not math.isfinite(value)
             seen += len(y)
         seconds = time.perf_counter() - t_epoch
         for m in active:
             train_loss = float(loss_sums[m.index]) / max(seen, 1)
             m.epochs_done = epoch + 1
-            if not math.isfinite(train_loss):
-                m.diverged = True
-            result = evaluate(m.model, *val) if val is not None and not m.diverged else None
-            m.last_val = result
-            hooks.on_epoch_end(m.index, epoch, train_loss, result, seconds)
+            m.diverged = m.diverged or not math.isfinite(train_loss)
+            m.last_val = evaluate(m.model, *val) if val is not None and not m.diverged else None
+            # Checkpoint first: once the epoch is announced, a resume must be able to start after it.
             if checkpoint_dir is not None:
                 save_member(m, checkpoint_dir, config)
+            hooks.on_epoch_end(m.index, epoch, train_loss, m.last_val, seconds)
     for m in members:
         path = checkpoint_path(checkpoint_dir, m.index) if checkpoint_dir is not None else None
         hooks.on_member_done(m, time.perf_counter() - m.started, path)

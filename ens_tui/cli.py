@@ -2,6 +2,7 @@
 
     ens-tui [CONFIG.toml …]                 the dashboard; the configs given are listed first
     ens-tui --run-config CONFIG.toml        the same run headless (Rich live display), exit code = outcome
+    ens-tui --resume runs/<run-id>          continue an interrupted or failed run
     ens-tui show runs/<run-id>              replay a finished or failed run and its report
     ens-tui bench [options]                 the seed's benchmark table (see `ens-tui bench --help`)
 """
@@ -26,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("configs", nargs="*", type=Path, help="config files to list first in the dashboard")
     parser.add_argument("--run-config", type=Path, metavar="TOML", help="run this config headless (no dashboard)")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                        help="continue an interrupted or failed run from each member's last completed epoch")
     over = parser.add_argument_group("overrides (applied to the config)")
     over.add_argument("--ranks", help="N (CPU ranks) or device:count[,…], e.g. cpu:2,cuda:1")
     over.add_argument("--members", type=int)
@@ -69,6 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        if args.resume is not None:
+            from ens_tui.headless import run_headless
+            from ens_tui.rundir import RunDirError, check_resumable
+
+            try:
+                check_resumable(args.resume)
+            except RunDirError as err:
+                return _error(str(err))
+            config = load_config(args.resume / "config.toml")
+            return run_headless(config, mpiexec=args.mpiexec, bind=args.bind, hostfile=args.hostfile,
+                                resume=args.resume)
         if args.run_config is not None:
             config = _config(parser, args, args.run_config)
             from ens_tui.headless import run_headless

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console, Group
@@ -132,10 +133,10 @@ async def _run(launcher: Launcher, view: HeadlessView, console: Console) -> ev.R
 
 
 def run_headless(config: RunConfig, *, mpiexec: str | None = None, console: Console | None = None,
-                 bind: str = "127.0.0.1", hostfile: str | None = None) -> int:
-    """Run one config to the end; returns the process exit code."""
+                 bind: str = "127.0.0.1", hostfile: str | None = None, resume: Path | None = None) -> int:
+    """Run one config to the end (or continue the run folder `resume`); returns the process exit code."""
     console = console or Console()
-    launcher = Launcher(config, mpiexec=mpiexec, bind=bind, hostfile=hostfile)
+    launcher = Launcher(config, mpiexec=mpiexec, bind=bind, hostfile=hostfile, run_dir=resume)
     view = HeadlessView(config, console)
     try:
         done = asyncio.run(_run(launcher, view, console))

@@ -24,7 +24,7 @@ from engine import events as ev
 from engine.config import RunConfig
 from engine.events import ENDPOINT_ENV, TOKEN_ENV
 from engine.preflight import setup_problem
-from ens_tui.rundir import EventLog, create_run_dir, write_run_info
+from ens_tui.rundir import EventLog, RunDirError, check_resumable, create_run_dir, read_run_info, write_run_info
 from ens_tui.server import Disconnected, EventServer
 
 MPIEXEC_ENV = "ENS_TUI_MPIEXEC"
@@ -105,11 +105,13 @@ class Launcher:
         if problem:
             raise LaunchError(problem)
         mpiexec = find_mpiexec(self.mpiexec)
-        if not self._given_run_dir:
-            try:
+        try:
+            if self._given_run_dir:
+                check_resumable(self.run_dir)
+            else:
                 self.run_dir = create_run_dir(self.config)
-            except OSError as err:
-                raise LaunchError(str(err)) from None
+        except (OSError, RunDirError) as err:
+            raise LaunchError(str(err)) from None
         self.run_dir = self.run_dir.resolve()
         token = secrets.token_hex(32)
         size = self.config.parallel.world_size
@@ -132,9 +134,10 @@ class Launcher:
             start_new_session=True,
         )
         self.status = "running"
+        resumes = read_run_info(self.run_dir).get("resumes", -1) + 1 if self._given_run_dir else 0
         write_run_info(
             self.run_dir, status="running", endpoint=endpoint, started=self._started, ended=None, pid=self.proc.pid,
-            launcher_pid=os.getpid(), command=command, ranks=size, reason="",
+            launcher_pid=os.getpid(), command=command, ranks=size, reason="", resumes=resumes,
         )
         return self.run_dir
 

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+import psutil
+
 from engine import events as ev
 from engine.atomic import atomic_write_text
 from engine.config import RunConfig
@@ -69,6 +71,23 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
 
 def is_run_dir(path: Path) -> bool:
     return (path / "run.json").is_file() and (path / "config.toml").is_file()
+
+
+def check_resumable(run_dir: Path) -> dict[str, Any]:
+    """Refuse to resume what is not a run, is finished, or is still running; returns its run.json."""
+    if not is_run_dir(run_dir):
+        raise RunDirError(f"{run_dir}: not a run folder (expected run.json and config.toml inside)")
+    try:
+        info = read_run_info(run_dir)
+    except (OSError, ValueError) as err:
+        raise RunDirError(f"{run_dir}/run.json: unreadable ({err})") from None
+    status = info.get("status")
+    if status == "finished":
+        raise RunDirError(f"{run_dir}: already finished; nothing to resume (its report is in report.md)")
+    launcher = info.get("launcher_pid")
+    if status == "running" and launcher and psutil.pid_exists(launcher) and launcher != os.getpid():
+        raise RunDirError(f"{run_dir}: still running (launcher pid {launcher}); stop it before resuming")
+    return info
 
 
 class EventLog:

@@ -7,7 +7,6 @@ import sys
 import textwrap
 
 
-
 def loaded_after_import(package: str) -> set[str]:
     """Import every module of `package` in a fresh interpreter; return what got loaded."""
     code = textwrap.dedent(f"""
