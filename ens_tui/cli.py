@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("configs", nargs="*", type=Path, help="config files to list first in the dashboard")
     parser.add_argument("--run-config", type=Path, metavar="TOML", help="run this config headless (no dashboard)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="with --run-config: validate and show the plan (ranks, devices, command), launch nothing")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue an interrupted or failed run from each member's last completed epoch")
     over = parser.add_argument_group("overrides (applied to the config)")
@@ -85,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
                                 resume=args.resume)
         if args.run_config is not None:
             config = _config(parser, args, args.run_config)
+            if args.dry_run:
+                return _dry_run(config, args.mpiexec)
             from ens_tui.headless import run_headless
 
             return run_headless(config, mpiexec=args.mpiexec, bind=args.bind, hostfile=args.hostfile)
@@ -95,6 +99,27 @@ def main(argv: list[str] | None = None) -> int:
     from ens_tui.app import run_app
 
     return run_app(list(args.configs), mpiexec=args.mpiexec, show=None)
+
+
+def _dry_run(config: RunConfig, mpiexec: str | None) -> int:
+    """Everything a launch would check and do, short of starting ranks."""
+    from ens_tui.launcher import LaunchError, find_mpiexec, setup_problem
+
+    problem = setup_problem(config)
+    if problem:
+        return _error(problem)
+    try:
+        found = find_mpiexec(mpiexec)
+    except LaunchError as err:
+        return _error(str(err))
+    p, t = config.parallel, config.train
+    print(f"{config.name}: {t.members} × {config.model.name} on {config.data.dataset}, {t.epochs} epoch(s), "
+          f"batch {t.batch_size}, {t.optimizer} lr {t.lr}")
+    print(f"strategy {p.strategy}, placement {p.placement}, {p.world_size} rank(s): {', '.join(p.rank_devices())}, "
+          f"{p.threads_per_rank} thread(s) each")
+    print(f"would run: {found} -n {p.world_size} {sys.executable} -m mpi4py -m engine.worker --run-dir "
+          f"{config.output_dir}/<run-id>")
+    return 0
 
 
 def _show(argv: list[str]) -> int:
