@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -207,10 +207,7 @@ def load_config(path: str | Path) -> RunConfig:
     return parse_config(data, str(path))
 
 
-RanksSpec = Annotated[str, "e.g. '2', 'cpu:2', 'cpu:2,cuda:1'"]
-
-
-def parse_ranks(spec: RanksSpec) -> list[RankGroup]:
+def parse_ranks(spec: str) -> list[RankGroup]:
     """`--ranks` syntax: `N` (N CPU ranks) or `device:count[,device:count…]`."""
     groups: list[RankGroup] = []
     for part in spec.split(","):

@@ -40,7 +40,6 @@ class HeadlessView:
         total = config.train.members * config.train.epochs
         self.overall = self.progress.add_task("ensemble", total=total, info=f"{config.train.members} members")
         self.ranks: dict[int, TaskID] = {}
-        self.devices: dict[int, str] = {}
         self.rates: dict[int, float] = {}
 
     def _rank_task(self, rank: int) -> TaskID:
@@ -51,7 +50,6 @@ class HeadlessView:
     def handle(self, event: ev.Event) -> None:
         rank = event.rank
         if isinstance(event, ev.Hello):
-            self.devices[event.rank or 0] = event.device
             self.progress.update(self._rank_task(event.rank or 0), description=f"rank {event.rank} {event.device}")
         elif isinstance(event, ev.Step) and rank is not None:
             self.rates[rank] = event.samples_per_s

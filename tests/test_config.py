@@ -131,3 +131,16 @@ def test_cli_refuses_bad_input_with_exit_2_and_no_traceback(
     assert expected in output
     assert "Traceback" not in output
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize(("text", "expected"), BAD, ids=[b[1][:30] for b in BAD])
+def test_the_cli_turns_every_bad_config_into_exit_2(
+    tmp_path: Path, text: str | bytes, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ens_tui.cli import main
+
+    path = write(tmp_path, text)
+    assert main(["--run-config", str(path), "--output-dir", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ens-tui: ") and expected in err and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists(), "nothing is created for a refused config"
