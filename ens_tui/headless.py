@@ -40,6 +40,8 @@ class HeadlessView:
         total = config.train.members * config.train.epochs
         self.overall = self.progress.add_task("ensemble", total=total, info=f"{config.train.members} members")
         self.ranks: dict[int, TaskID] = {}
+        for rank in range(config.parallel.world_size):
+            self._rank_task(rank)
         self.rates: dict[int, float] = {}
 
     def _rank_task(self, rank: int) -> TaskID:
@@ -62,6 +64,8 @@ class HeadlessView:
             self.progress.update(self.overall, info=f"{total_rate:,.0f} samples/s in total")
         elif isinstance(event, ev.Epoch):
             self.progress.advance(self.overall)
+            if rank is not None:
+                self.progress.update(self._rank_task(rank), total=1, completed=1)
             val = f", val acc {event.val_accuracy:.3f}, val NLL {event.val_nll:.3f}" if event.val_accuracy is not None else ""
             self._line(f"rank {rank} · member {event.member} · epoch {event.epoch + 1}/{event.epochs} · "
                        f"train loss {event.train_loss:.4f}{val} · {event.seconds:.1f}s")
