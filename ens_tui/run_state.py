@@ -17,6 +17,8 @@ from engine.config import RunConfig
 RankStatus = Literal["starting", "training", "done", "failed", "stopped"]
 Level = Literal["debug", "info", "warning", "error"]
 
+END_STATUS: dict[str, RankStatus] = {"finished": "done", "failed": "failed", "interrupted": "stopped"}
+"""What a rank still busy when the run ends is shown as."""
 HISTORY_SECONDS = 1.0
 """Throughput history is sampled once per this many seconds of event time."""
 HISTORY_LEN = 600
@@ -86,6 +88,7 @@ class RunState:
     total_history: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
     system_cpu: dict[str, float] = field(default_factory=dict)
     gpus: dict[tuple[str, int], ev.Util] = field(default_factory=dict)
+    peak_samples_per_s: float = 0.0
     started_t: float | None = None
     last_t: float | None = None
     report: ev.ReportSaved | None = None
@@ -121,10 +124,12 @@ class RunState:
 
     @property
     def elapsed(self) -> float:
-        """Seconds between the first event and the last one seen."""
+        """Seconds between the first event and the last one seen (the launcher's own count once it ended,
+        which includes the ranks' start-up before their first event)."""
         if self.started_t is None or self.last_t is None:
             return 0.0
-        return max(self.last_t - self.started_t, 0.0)
+        seen = max(self.last_t - self.started_t, 0.0)
+        return max(seen, self.done.seconds) if self.done is not None else seen
 
     def elapsed_at(self, now: float) -> float:
         """Seconds since the first event at wall-clock `now` (live runs tick between events)."""
@@ -188,6 +193,7 @@ class RunState:
                 r.status = "training"
                 r.member, r.epoch, r.step, r.steps = event.member, event.epoch, event.step, event.steps
                 r.loss, r.samples_per_s = event.loss, event.samples_per_s
+                self.peak_samples_per_s = max(self.peak_samples_per_s, self.total_samples_per_s)
                 if self.config is not None:
                     r.epochs = self.config.train.epochs
                 m = self.member(event.member)
@@ -250,7 +256,7 @@ class RunState:
                 for r in self.ranks.values():
                     r.samples_per_s = 0.0
                     if r.status in ("starting", "training"):
-                        r.status = {"finished": "done", "failed": "failed", "interrupted": "stopped"}[event.status]
+                        r.status = END_STATUS[event.status]
                 reason = f": {event.reason}" if event.reason else ""
                 level: Level = "info" if event.status == "finished" else (
                     "warning" if event.status == "interrupted" else "error"
@@ -264,8 +270,10 @@ class RunState:
         assert self.started_t is not None
         self.last_t = max(self.last_t or t, t)
         bucket = int((self.last_t - self.started_t) / HISTORY_SECONDS)
-        while self._bucket < bucket:
-            self._bucket += 1
+        # A long silence (or clocks that disagree) fills at most one history's worth of samples.
+        missed = min(bucket - self._bucket, HISTORY_LEN)
+        self._bucket = max(self._bucket, bucket)
+        for _ in range(max(missed, 0)):
             self.total_history.append(self.total_samples_per_s)
             for r in self.ranks.values():
                 r.history.append(r.samples_per_s if r.status == "training" else 0.0)

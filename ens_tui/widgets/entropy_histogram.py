@@ -27,7 +27,7 @@ class EntropyHistogram(PlotextPlot):
 
     def render(self) -> RenderResult:
         plt = self.plt
-        plt.clear_data()
+        plt.clear_figure()  # a full reset each time: leftover state from an earlier size made ticks drift
         result = self._result
         aurocs = [
             f"AUROC {label} {result[key]:.3f}"
@@ -38,10 +38,17 @@ class EntropyHistogram(PlotextPlot):
         hist = result.get("entropy_hist") or {}
         edges = hist.get("bins") or []
         if len(edges) >= 2:
-            centres = [round((a + b) / 2, 3) for a, b in zip(edges, edges[1:], strict=False)]
+            centres = [(a + b) / 2 for a, b in zip(edges, edges[1:], strict=False)]
             series = [(_shares(hist.get("in_dist", [])), "in-dist"), (_shares(hist.get("ood", [])), self._name)]
             series = [(s, label) for s, label in series if len(s) == len(centres)]
             if series:
-                plt.multiple_bar(centres, [s for s, _ in series], labels=[label for _, label in series])
+                positions = [float(i) for i in range(len(centres))]
+                plt.multiple_bar(  # type: ignore[call-arg]  # plotext takes `labels`; the stub says `label`
+                    positions, [s for s, _ in series], labels=[label for _, label in series]
+                )
+                # Our own tick choice: plotext thins crowded bar labels differently from one run to the next.
+                every = max(1, -(-len(centres) * 7 // max(self.size.width - 10, 1)))
+                shown = positions[::every]
+                plt.xticks(shown, [f"{centres[int(i)]:.2f}" for i in shown])
             plt.xlabel("entropy (nats)")
         return super().render()

@@ -35,7 +35,7 @@ class LossPlot(PlotextPlot):
 
     def render(self) -> RenderResult:
         plt = self.plt
-        plt.clear_data()
+        plt.clear_figure()  # a full reset each time: leftover state from an earlier size made ticks drift
         plt.title("training loss per member")
         plt.xlabel("epoch")
         labelled = len(self._series) <= LEGEND_LIMIT

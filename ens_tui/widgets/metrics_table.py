@@ -37,18 +37,26 @@ class MetricsTable(Static):
         ensemble = self._report.get("ensemble", {})
         members = [m for m in self._report.get("members", []) if not m.get("diverged")]
         rows: list[tuple[str, dict[str, Any]]] = [(f"ensemble of {self._report.get('members_count', '?')}", ensemble)]
-        if members:
+        # The report's own mean/best when it has them; else computed here from the members' rows.
+        mean = self._report.get("mean_member")
+        best = self._report.get("best_member")
+        if members and mean is None:
             mean = {k: sum(m[k] for m in members) / len(members) for k, _, _ in METRICS}
+        if members and best is None:
             best = min(members, key=lambda m: m["nll"])
-            rows += [("mean member", mean), (f"best member (m{best['member']})", best)]
+        if mean:
+            rows.append(("mean member", mean))
+        if best:
+            rows.append((f"best member (m{best.get('member', '?')})", best))
         table = Table(expand=True, box=None, padding=(0, 1), header_style="bold")
         table.add_column("")
         for _, label, _ in METRICS:
             table.add_column(label, justify="right")
-        winners = {
-            key: (max if higher else min)(range(len(rows)), key=lambda i, k=key: rows[i][1].get(k, float("nan")))
-            for key, _, higher in METRICS
-        }
+        winners: dict[str, int] = {}
+        for key, _, higher in METRICS:
+            column = [float(row.get(key, float("nan"))) for _, row in rows]
+            pick = max if higher else min
+            winners[key] = column.index(pick(column))
         for i, (name, values) in enumerate(rows):
             cells = [Text(_fmt(k, values.get(k)), style="bold green" if winners[k] == i else "") for k, _, _ in METRICS]
             table.add_row(Text(name, style="bold" if i == 0 else ""), *cells)

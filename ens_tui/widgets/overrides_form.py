@@ -18,8 +18,8 @@ class OverridesForm(Horizontal):
 
     DEFAULT_CSS = """
     OverridesForm { height: auto; }
-    OverridesForm > Label { padding: 1 1 0 1; }
-    OverridesForm > Input { width: 12; }
+    OverridesForm > Label { padding: 0 1 0 2; color: $text-muted; }
+    OverridesForm > Input { width: 9; }
     """
 
     class Changed(Message):
@@ -31,7 +31,7 @@ class OverridesForm(Horizontal):
     def compose(self) -> ComposeResult:
         for key, label in FIELDS:
             yield Label(label)
-            yield Input(type="integer", id=f"override-{key}", compact=False, select_on_focus=True)
+            yield Input(type="integer", id=f"override-{key}", compact=True, select_on_focus=True)
 
     def load(self, config: RunConfig | None) -> None:
         """Fill the inputs with a config's own values (called when the highlighted setup changes)."""

@@ -47,7 +47,8 @@ class PresetList(OptionList):
         if preset.error:
             label.append("\n  ✗ invalid config", style="red dim")
         elif entry.problem:
-            label.append(f"\n  ✗ {entry.problem}", style="yellow dim")
+            # The short form ("needs CUDA"); the preview gives the whole reason.
+            label.append(f"\n  ✗ {entry.problem.split(':')[0]}", style="yellow dim")
         return Option(label, id=str(index))
 
     @property

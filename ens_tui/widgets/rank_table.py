@@ -42,7 +42,8 @@ class RankRow:
     def of(cls, r: RankState) -> RankRow:
         """Format a rank's state for the table."""
         host = r.host if len(r.host) <= 12 else r.host[:11] + "…"
-        done = f"{r.members_done}/{len(r.members)}" if r.members else str(r.members_done)
+        # Members finished on this rank (out of its share, when placement is static and the share is known).
+        done = f"{r.members_done}/{len(r.members)}" if r.members else f"{r.members_done}✓"
         return cls(
             rank=r.rank,
             device=r.device,

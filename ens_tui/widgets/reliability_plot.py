@@ -18,7 +18,7 @@ class ReliabilityPlot(PlotextPlot):
 
     def render(self) -> RenderResult:
         plt = self.plt
-        plt.clear_data()
+        plt.clear_figure()  # a full reset each time: leftover state from an earlier size made ticks drift
         ece = f"  (ECE {self._ece:.4f})" if self._ece is not None else ""
         plt.title(f"reliability{ece}")
         plt.xlabel("confidence")
@@ -29,4 +29,6 @@ class ReliabilityPlot(PlotextPlot):
             plt.plot([0, 1], [0, 1], marker="braille", label="perfect")
             plt.xlim(0, 1)
             plt.ylim(0, 1)
+            # Fixed ticks: plotext's own choice for bars varies from one render to the next.
+            plt.xticks([i / 5 for i in range(6)], [f"{i / 5:.1f}" for i in range(6)])
         return super().render()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -26,6 +27,14 @@ def ranks_summary(config: RunConfig) -> str:
     return " + ".join(f"{n} × {device}" for device, n in counts.items())
 
 
+def _short(path: Path) -> str:
+    """The path relative to the working folder when it is inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 class SetupPreview(Static):
     """Shows the highlighted entry with the form's overrides applied (or the error that blocks it)."""
 
@@ -35,9 +44,9 @@ class SetupPreview(Static):
 
     def show(self, entry: Entry | None, config: RunConfig | None, error: str | None = None) -> None:
         """Render one entry; `config` is the entry's config after overrides."""
-        self.update(self._render(entry, config, error))
+        self.update(self._renderable(entry, config, error))
 
-    def _render(self, entry: Entry | None, config: RunConfig | None, error: str | None) -> RenderableType:
+    def _renderable(self, entry: Entry | None, config: RunConfig | None, error: str | None) -> RenderableType:
         if entry is None:
             return Text("no setups found", style="dim")
         preset = entry.preset
@@ -58,7 +67,7 @@ class SetupPreview(Static):
         table.add_row("OOD sets", ", ".join(config.data.ood) or "none")
         table.add_row("model", config.model.name)
         table.add_row("results", f"{config.output_dir}/<run-id>/")
-        table.add_row("file", Text(str(preset.path), style="dim"))
+        table.add_row("file", Text(_short(preset.path), style="dim"))
         parts: list[RenderableType] = [table]
         if entry.problem:
             parts.append(Text(f"\n✗ cannot run here: {entry.problem}", style="bold yellow"))

@@ -17,7 +17,7 @@ class SizeCurvePlot(PlotextPlot):
 
     def render(self) -> RenderResult:
         plt = self.plt
-        plt.clear_data()
+        plt.clear_figure()  # a full reset each time: leftover state from an earlier size made ticks drift
         plt.title("accuracy and NLL vs ensemble size")
         plt.xlabel("members")
         if self._curve:

@@ -44,7 +44,7 @@ class ThroughputPanel(Vertical):
         self.eta = state.eta(elapsed)
         self.progress = state.progress
         self.members = f"{state.members_done()}/{state.total_members}"
-        self.query_one(Sparkline).data = list(state.total_history) or [0.0]
+        self.query_one(Sparkline).data = list(state.total_history)
         self.query_one("#tp-ranks", Static).update(self._rank_lines(state))
 
     def _rank_lines(self, state: RunState) -> Table:
@@ -52,12 +52,13 @@ class ThroughputPanel(Vertical):
         table.add_column(no_wrap=True)
         table.add_column(justify="right", no_wrap=True)
         table.add_column(ratio=1, no_wrap=True, overflow="crop")
+        spark_width = max(self.content_size.width - 18, 4)
         for r in sorted(state.ranks.values(), key=lambda r: r.rank):
             now = r.samples_per_s if r.status == "training" else 0.0
             table.add_row(
                 Text(f"r{r.rank} {r.device}", style="bold"),
                 f"{rate(now)}/s",
-                Text(spark(list(r.history), 40), style="cyan"),
+                Text(spark(list(r.history), spark_width), style="cyan"),
             )
         return table
 
@@ -65,7 +66,7 @@ class ThroughputPanel(Vertical):
         summary = Text.assemble(
             ("total ", "dim"), (f"{rate(self.total)}/s", "bold"),
             ("  elapsed ", "dim"), duration(self.elapsed),
-            ("  ETA ", "dim"), duration(self.eta),
+            ("  ETA ", "dim"), "done" if self.progress >= 1.0 and self.eta == 0 else duration(self.eta),
             ("  members ", "dim"), self.members,
         )
         self.query_one("#tp-summary", Static).update(summary)
@@ -80,4 +81,7 @@ class ThroughputPanel(Vertical):
         self._update_summary()
 
     def watch_members(self) -> None:
+        self._update_summary()
+
+    def watch_progress(self) -> None:
         self._update_summary()

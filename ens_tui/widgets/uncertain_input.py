@@ -26,17 +26,19 @@ class UncertainInput(Vertical):
         self._names = classes_ or []
         self._cells = cells
 
-    def _name(self, index: int) -> str:
+    def _class_name(self, index: int) -> str:
         return self._names[index] if 0 <= index < len(self._names) else str(index)
 
     def compose(self) -> ComposeResult:
         item = self._item
         yield DigitImage(item.get("image") or [[0.0]], cells=self._cells)
         right = item.get("label") == item.get("prediction")
-        label, pred = self._name(int(item.get("label", -1))), self._name(int(item.get("prediction", -1)))
+        label, pred = self._class_name(int(item.get("label", -1))), self._class_name(int(item.get("prediction", -1)))
         yield Static(
             Text.assemble(
                 (label, "bold"), (" → ", "dim"), (pred, "bold green" if right else "bold red"),
-                ("\nH ", "dim"), f"{float(item.get('entropy', 0.0)):.2f}", ("  #", "dim"), str(item.get("index", "?")),
+                ("  #", "dim"), str(item.get("index", "?")),
+                ("\nH ", "dim"), f"{float(item.get('entropy', 0.0)):.2f}",
+                *((("  MI ", "dim"), f"{float(item['mutual_information']):.2f}") if "mutual_information" in item else ()),
             )
         )

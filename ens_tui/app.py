@@ -1,0 +1,157 @@
+"""The Textual front end: the setup screen, the live run dashboard, the report, and replays of run folders.
+
+It talks to the training only through the launcher API (start / events / stop), imports neither torch nor
+MPI, and imports the launcher itself lazily, so the app opens fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from textual import on
+from textual.app import App
+from textual.binding import Binding
+
+from engine.config import ConfigError, RunConfig, load_config
+from ens_tui.dialogs.confirm_quit import ConfirmQuit
+from ens_tui.dialogs.help import HelpScreen
+from ens_tui.presets import discover
+from ens_tui.screens.report import ReportScreen
+from ens_tui.screens.run import RunLauncher, RunScreen
+from ens_tui.screens.setup import SetupChecker, SetupScreen
+
+LauncherFactory = Callable[[RunConfig], RunLauncher]
+
+
+def _default_launcher(mpiexec: str | None) -> LauncherFactory:
+    def make(config: RunConfig) -> RunLauncher:
+        from ens_tui.launcher import Launcher
+
+        return Launcher(config, mpiexec=mpiexec)
+
+    return make
+
+
+def _default_checker(config: RunConfig) -> str | None:
+    from ens_tui.launcher import setup_problem
+
+    return setup_problem(config)
+
+
+class EnsTuiApp(App[int]):
+    """`ens-tui [configs…]` opens the setup screen; `ens-tui show RUN_DIR` opens a finished run."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "ens-tui"
+    SUB_TITLE = "deep ensembles on MPI ranks"
+    BINDINGS = [
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("question_mark", "help", "Keys", show=False),
+    ]
+
+    def __init__(
+        self,
+        config_paths: list[Path] | tuple[Path, ...] = (),
+        *,
+        mpiexec: str | None = None,
+        show: Path | None = None,
+        launcher_factory: LauncherFactory | None = None,
+        setup_checker: SetupChecker | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.config_paths = [Path(p) for p in config_paths]
+        self.show_dir = Path(show) if show is not None else None
+        self.launcher_factory = launcher_factory or _default_launcher(mpiexec)
+        self.setup_checker = setup_checker or _default_checker
+        self.cwd = cwd
+
+    # ------------------------------------------------------------------ screens
+
+    def on_mount(self) -> None:
+        if self.show_dir is not None:
+            self._open_run_folder(self.show_dir)
+        else:
+            self.push_screen(self._setup_screen())
+
+    def _setup_screen(self) -> SetupScreen:
+        return SetupScreen(discover(self.config_paths, self.cwd), self.setup_checker)
+
+    def _open_run_folder(self, run_dir: Path) -> None:
+        """Replay: the dashboard's final state, and the report on top when there is one."""
+        from ens_tui import rundir
+
+        config: RunConfig | None
+        try:
+            config = load_config(run_dir / "config.toml")
+        except ConfigError:
+            config = None
+        self.push_screen(RunScreen(config, events=rundir.read_events(run_dir), run_dir=run_dir))
+        report = rundir.read_report(run_dir)
+        if report is not None:
+            self.push_screen(ReportScreen(report, run_dir, config))
+
+    @on(SetupScreen.Launch)
+    def _launch(self, message: SetupScreen.Launch) -> None:
+        self.push_screen(RunScreen(message.config, launcher=self.launcher_factory(message.config)))
+
+    @on(RunScreen.ReportAvailable)
+    def _report(self, message: RunScreen.ReportAvailable) -> None:
+        from ens_tui import rundir
+
+        report = rundir.read_report(message.run_dir)
+        if report is None:
+            self.notify(f"no report.json in {message.run_dir}", severity="warning")
+            return
+        self.push_screen(ReportScreen(report, message.run_dir, message.config))
+
+    def live_run(self) -> RunScreen | None:
+        """The run screen whose ranks are still training, if any."""
+        return next((s for s in self.screen_stack if isinstance(s, RunScreen) and s.live), None)
+
+    # ------------------------------------------------------------------ actions
+
+    def action_new_run(self) -> None:
+        """Back to the setup screen (a fresh one when the app started on a replay)."""
+        if self.live_run() is not None:
+            self.notify("a run is still training: stop it first (x)", severity="warning")
+            return
+        while len(self.screen_stack) > 2 and not isinstance(self.screen, SetupScreen):
+            self.pop_screen()
+        if not isinstance(self.screen, SetupScreen):
+            self.switch_screen(self._setup_screen())
+
+    def action_help(self) -> None:
+        """Show the keys of the current screen."""
+        if isinstance(self.screen, HelpScreen):
+            return
+        self.push_screen(HelpScreen(self.screen, f"keys — {type(self.screen).__name__.removesuffix('Screen')}"))
+
+    async def action_quit(self) -> None:
+        """Quit; while a run is training, ask first, and stop every rank before leaving."""
+        run = self.live_run()
+        if run is None:
+            self.exit(0)
+            return
+        if isinstance(self.screen, ConfirmQuit):
+            return
+
+        async def answered(stop: bool | None) -> None:
+            if stop:
+                await run.stop_run()
+                self.exit(0)
+
+        await self.push_screen(ConfirmQuit(), answered)
+
+
+def run_app(config_paths: list[Path], *, mpiexec: str | None, show: Path | None) -> int:
+    """The CLI's entry to the TUI; returns the process exit status."""
+    if show is not None and not (Path(show) / "events.jsonl").is_file():
+        print(f"ens-tui show: {show}: not a run folder (no events.jsonl)", file=sys.stderr)
+        return 2
+    app = EnsTuiApp(config_paths, mpiexec=mpiexec, show=show)
+    result: Any = app.run()
+    return int(result or app.return_code or 0)

@@ -1,0 +1,1 @@
+"""Modal dialogs (`ModalScreen[T]`): each returns its answer through `dismiss`."""

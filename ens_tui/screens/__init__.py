@@ -1,0 +1,1 @@
+"""The three screens: pick a setup, watch the run, read the report."""

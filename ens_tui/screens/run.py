@@ -1,0 +1,281 @@
+"""The live dashboard of one run: ranks, loss curves, throughput, utilization and the log.
+
+Events arrive from the launcher in a labelled worker that only posts messages (ens_tui.messages); the
+handlers fold them into a RunState, and a timer redraws the widgets from it a few times a second. A burst
+of events therefore costs one repaint, and merged Step/Util messages keep the queue short.
+A replay (`ens-tui show`) folds a recorded event list through the same RunState and draws once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+from textual.worker import Worker, WorkerState
+
+from engine import events as ev
+from engine.config import RunConfig
+from ens_tui import messages as msg
+from ens_tui.run_state import RunState
+from ens_tui.widgets.log_pane import LogPane
+from ens_tui.widgets.loss_plot import LossPlot
+from ens_tui.widgets.rank_table import RankRow, RankTable
+from ens_tui.widgets.setup_preview import ranks_summary
+from ens_tui.widgets.throughput import ThroughputPanel
+from ens_tui.widgets.utilization import UtilizationPanel
+
+REDRAW_SECONDS = 0.2
+STOP_WAIT_SECONDS = 15.0
+COMPACT_HEIGHT = 34
+"""Below this many rows the panels lose their borders so an 80×24 terminal still shows everything."""
+
+
+class RunLauncher(Protocol):
+    """What the run screen needs from ens_tui.launcher.Launcher (a fake one stands in for it in tests)."""
+
+    run_dir: Path
+
+    async def start(self) -> Path: ...
+
+    def events(self) -> Any: ...
+
+    async def stop(self) -> None: ...
+
+
+STATUS_STYLE = {"finished": "bold green", "failed": "bold red", "interrupted": "bold yellow"}
+
+
+class RunScreen(Screen[None]):
+    """One run, live (`launcher=`) or replayed (`events=`)."""
+
+    BINDINGS = [
+        Binding("r", "report", "Report"),
+        Binding("x", "stop", "Stop run"),
+        Binding("n", "new_run", "New run"),
+        Binding("l", "focus_log", "Log", show=False),
+        Binding("question_mark", "app.help", "Keys"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    class ReportAvailable(Message):
+        """The run finished and left a report: the app shows it."""
+
+        def __init__(self, run_dir: Path, config: RunConfig | None) -> None:
+            super().__init__()
+            self.run_dir = run_dir
+            self.config = config
+
+    def __init__(
+        self,
+        config: RunConfig | None,
+        *,
+        launcher: RunLauncher | None = None,
+        events: list[ev.Event] | None = None,
+        run_dir: Path | None = None,
+    ) -> None:
+        super().__init__()
+        self.state = RunState(config=config)
+        self.launcher = launcher
+        self.run_dir = run_dir
+        self._replay = list(events or [])
+        self._dirty = True
+        self._reader: Worker[None] | None = None
+
+    @property
+    def live(self) -> bool:
+        """True while this screen drives a run that has not ended."""
+        return self.launcher is not None and self.state.running
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="run-title")
+        yield RankTable(id="ranks")
+        with Horizontal(id="run-middle"):
+            yield LossPlot(id="loss")
+            with Vertical(id="run-side"):
+                throughput = ThroughputPanel(id="throughput")
+                throughput.border_title = "throughput"
+                yield throughput
+                util = UtilizationPanel(id="util")
+                util.border_title = "utilization"
+                yield util
+        log = LogPane(id="log")
+        log.border_title = "log"
+        yield log
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._compact(self.size.height)
+        if self.launcher is not None:
+            self._reader = self.read_events()
+            self.set_interval(REDRAW_SECONDS, self._tick)
+        else:
+            for event in self._replay:
+                self._fold(event)
+        self._sync_views()
+
+    def on_resize(self) -> None:
+        self._compact(self.size.height)
+
+    def _compact(self, height: int) -> None:
+        self.set_class(height < COMPACT_HEIGHT, "-compact")
+
+    # ------------------------------------------------------------------ the event reader
+
+    @work(group="events", exclusive=True, exit_on_error=False, description="read rank events")
+    async def read_events(self) -> None:
+        """Start the run and turn every event into a message; never touches a widget."""
+        assert self.launcher is not None
+        try:
+            run_dir = await self.launcher.start()
+        except Exception as err:  # noqa: BLE001 - any launch failure is shown, never raised into the UI
+            self.post_message(msg.LaunchFailed(str(err) or type(err).__name__))
+            return
+        self.post_message(msg.RunStarted(run_dir))
+        async for event in self.launcher.events():
+            self.post_message(msg.message_for(event))
+
+    @on(Worker.StateChanged)
+    def _worker_changed(self, event: Worker.StateChanged) -> None:
+        if event.worker is self._reader and event.state == WorkerState.ERROR and self.state.running:
+            error = event.worker.error
+            self._fold(ev.Error(message=f"event reader failed: {error!r}"))
+            self._fold(ev.RunDone(status="failed", reason="lost the event stream"))
+
+    # ------------------------------------------------------------------ handlers
+
+    @on(msg.RunStarted)
+    def _started(self, message: msg.RunStarted) -> None:
+        self.run_dir = message.run_dir
+        self._dirty = True
+
+    @on(msg.LaunchFailed)
+    def _launch_failed(self, message: msg.LaunchFailed) -> None:
+        self._fold(ev.Error(message=f"launch failed: {message.reason}"))
+        self._fold(ev.RunDone(status="failed", reason=message.reason))
+
+    @on(msg.RunEvent)
+    def _event(self, message: msg.RunEvent) -> None:
+        self._fold(message.event)
+        if isinstance(message, msg.RunFinished):
+            self._run_finished(message.event)  # type: ignore[arg-type]
+
+    def _run_finished(self, done: ev.RunDone) -> None:
+        self._sync_views()
+        if done.status == "finished" and self.run_dir is not None and (self.run_dir / "report.json").exists():
+            self.post_message(self.ReportAvailable(self.run_dir, self.state.config))
+        elif done.status == "failed":
+            self.notify(done.reason or "see the log", title="Run failed", severity="error", timeout=8)
+
+    def _fold(self, event: ev.Event) -> None:
+        """Apply one event to the state; log lines go out at once, the rest on the next redraw."""
+        entries = self.state.apply(event)
+        if entries:
+            self.query_one(LogPane).add(entries, self.state.started_t)
+        self._dirty = True
+
+    # ------------------------------------------------------------------ drawing
+
+    def _tick(self) -> None:
+        if self._dirty or self.state.running:
+            self._sync_views()
+
+    def _sync_views(self) -> None:
+        state = self.state
+        elapsed = state.elapsed_at(time.time()) if self.launcher is not None else state.elapsed
+        self.query_one(RankTable).ranks = tuple(RankRow.of(r) for r in state.ranks.values())
+        self.query_one(LossPlot).set_members(state.members)
+        self.query_one(ThroughputPanel).show(state, elapsed)
+        self.query_one(UtilizationPanel).show(state)
+        self.query_one("#run-title", Static).update(self._title())
+        self._dirty = False
+        self.refresh_bindings()
+
+    def _title(self) -> Text:
+        config = self.state.config
+        title = Text()
+        if config is not None:
+            t = config.train
+            title.append(config.name, style="bold")
+            title.append(f"  {config.parallel.strategy} · {ranks_summary(config)} · {t.members} members × "
+                         f"{t.epochs} epochs · {config.data.dataset}", style="dim")
+        done = self.state.done
+        if done is None:
+            status = Text("  ● starting" if not self.state.ranks else "  ● training", style="bold green")
+        else:
+            status = Text(f"  ■ {done.status}", style=STATUS_STYLE[done.status])
+        title.append_text(status)
+        if self.run_dir is not None:
+            title.append(f"  {self.run_dir}", style="dim")
+        return title
+
+    # ------------------------------------------------------------------ actions
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "report":
+            return self.state.report is not None and self.run_dir is not None or None
+        if action == "stop":
+            return self.live or None
+        if action == "new_run":
+            return not self.live or None
+        return True
+
+    def action_report(self) -> None:
+        """Show the uncertainty report of this run."""
+        if self.run_dir is not None:
+            self.post_message(self.ReportAvailable(self.run_dir, self.state.config))
+
+    def action_stop(self) -> None:
+        """Ask, then interrupt the run but stay on the dashboard."""
+        from ens_tui.dialogs.confirm_quit import ConfirmQuit
+
+        def answered(stop: bool | None) -> None:
+            if stop:
+                self.run_worker(self.stop_run(), group="stop", exit_on_error=False, description="stop the run")
+
+        self.app.push_screen(ConfirmQuit("Stop the run?", quitting=False), answered)
+
+    def action_new_run(self) -> None:
+        """Back to the setup screen."""
+        self.app.action_new_run()  # type: ignore[attr-defined]
+
+    def action_focus_log(self) -> None:
+        """Focus the log so it can be scrolled with the arrows."""
+        self.query_one(LogPane).focus()
+
+    async def stop_run(self) -> None:
+        """Stop every rank and wait until the launcher's last event (RunDone) has been folded in."""
+        if self.launcher is None or not self.state.running:
+            return
+        self.notify("stopping every rank…", timeout=3)
+        await self.launcher.stop()
+        if self._reader is not None:
+            try:
+                await asyncio.wait_for(self._reader.wait(), STOP_WAIT_SECONDS)
+            except (TimeoutError, Exception):  # noqa: BLE001 - the worker's own error is already shown
+                pass
+        # Let the queued messages (the RunDone among them) reach the handlers.
+        for _ in range(50):
+            if not self.state.running:
+                break
+            await asyncio.sleep(0.02)
+        if self.state.running:
+            self._fold(ev.RunDone(status="interrupted", reason="stopped from the dashboard"))
+        self._sync_views()
+
+    async def on_unmount(self) -> None:
+        # Belt and braces: a screen that goes away never leaves ranks behind.
+        if self.live and self.launcher is not None:
+            await self.launcher.stop()
