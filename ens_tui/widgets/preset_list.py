@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from rich.text import Text
@@ -48,7 +49,7 @@ class PresetList(OptionList):
             label.append("\n  ✗ invalid config", style="red dim")
         elif entry.problem:
             # The short form ("needs CUDA"); the preview gives the whole reason.
-            label.append(f"\n  ✗ {entry.problem.split(':')[0]}", style="yellow dim")
+            label.append(f"\n  ✗ {re.split(r'[:(,]', entry.problem)[0].strip()}", style="yellow dim")
         return Option(label, id=str(index))
 
     @property

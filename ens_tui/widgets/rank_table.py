@@ -50,7 +50,7 @@ class RankRow:
             where=f"{host}:{r.pid}" if r.pid is not None else "…",
             member="–" if r.member is None else f"{r.member} ({done})",
             epoch="–" if r.epoch is None else f"{r.epoch + 1}/{r.epochs}" if r.epochs else str(r.epoch + 1),
-            step="–" if r.step is None else f"{r.step}/{r.steps}",
+            step="–" if r.step is None else f"{r.step + 1}/{r.steps}",
             loss="–" if r.loss is None else f"{r.loss:.3f}",
             rate=rate(r.samples_per_s) if r.status == "training" else "–",
             state=r.status,
@@ -79,7 +79,7 @@ class RankTable(DataTable[Text]):
                 self.add_row(*self._cells(row), key=key)
             elif before.get(row.rank) != row:
                 for (_, column), cell in zip(COLUMNS, self._cells(row), strict=True):
-                    self.update_cell(key, column, cell)
+                    self.update_cell(key, column, cell, update_width=True)
         if len(new) != len(old):
             self.sort("rank", key=lambda cell: int(cell.plain))
 
