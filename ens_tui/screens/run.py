@@ -34,7 +34,7 @@ from ens_tui.widgets.setup_preview import ranks_summary
 from ens_tui.widgets.throughput import ThroughputPanel
 from ens_tui.widgets.utilization import UtilizationPanel
 
-REDRAW_SECONDS = 0.2
+REDRAW_SECONDS = 1.0
 STOP_WAIT_SECONDS = 15.0
 COMPACT_HEIGHT = 34
 """Below this many rows the panels lose their borders so an 80×24 terminal still shows everything."""
@@ -89,6 +89,7 @@ class RunScreen(Screen[None]):
         self.run_dir = run_dir
         self._replay = list(events or [])
         self._dirty = True
+        self._last_title: Text | None = None
         self._reader: Worker[None] | None = None
 
     @property
@@ -199,9 +200,13 @@ class RunScreen(Screen[None]):
         self.query_one(LossPlot).set_members(state.members)
         self.query_one(ThroughputPanel).show(state, elapsed)
         self.query_one(UtilizationPanel).show(state)
-        self.query_one("#run-title", Static).update(self._title())
+        title = self._title()
+        if title != self._last_title:
+            # The footer's keys depend only on what the title shows (running, finished, report ready).
+            self._last_title = title
+            self.query_one("#run-title", Static).update(title, layout=False)
+            self.refresh_bindings()
         self._dirty = False
-        self.refresh_bindings()
 
     def _title(self) -> Text:
         config = self.state.config

@@ -79,7 +79,9 @@ class RankTable(DataTable[Text]):
                 self.add_row(*self._cells(row), key=key)
             elif before.get(row.rank) != row:
                 for (_, column), cell in zip(COLUMNS, self._cells(row), strict=True):
-                    self.update_cell(key, column, cell, update_width=True)
+                    # Growing a column re-lays the table out; only pay for that when a cell no longer fits.
+                    wider = cell.cell_len > self.columns[column].content_width
+                    self.update_cell(key, column, cell, update_width=wider)
         if len(new) != len(old):
             self.sort("rank", key=lambda cell: int(cell.plain))
 

@@ -16,6 +16,8 @@ from ens_tui.widgets._format import duration, rate, spark
 class ThroughputPanel(Vertical):
     """Fed by `show(state, elapsed)`; the numbers are reactives so unchanged values cost nothing."""
 
+    _rank_count = 0
+
     DEFAULT_CSS = """
     ThroughputPanel { height: auto; }
     ThroughputPanel > #tp-summary { height: 1; }
@@ -45,7 +47,10 @@ class ThroughputPanel(Vertical):
         self.progress = state.progress
         self.members = f"{state.members_done()}/{state.total_members}"
         self.query_one(Sparkline).data = list(state.total_history)
-        self.query_one("#tp-ranks", Static).update(self._rank_lines(state))
+        # Re-layout only when a rank joins: a fixed-height update is a cheap repaint.
+        grew = len(state.ranks) != self._rank_count
+        self._rank_count = len(state.ranks)
+        self.query_one("#tp-ranks", Static).update(self._rank_lines(state), layout=grew)
 
     def _rank_lines(self, state: RunState) -> Table:
         table = Table.grid(padding=(0, 1), expand=True)

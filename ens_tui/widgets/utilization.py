@@ -17,6 +17,7 @@ class UtilizationPanel(Static):
     DEFAULT_CSS = """
     UtilizationPanel { height: auto; }
     """
+    _height = 0
 
     def show(self, state: RunState) -> None:
         """Redraw from the run's latest samples."""
@@ -48,4 +49,7 @@ class UtilizationPanel(Static):
                 mem = f"{megabytes(u.gpu_mem_mb)}/{megabytes(u.gpu_mem_total_mb)}" if u.gpu_mem_total_mb else ""
                 gpus.add_row(label, Text(bar(util / 100), style="magenta"), f"{util:.0f}%", mem)
             lines.append(gpus)
-        self.update(Group(*lines))
+        # Re-layout only when the number of lines changes (a rank or GPU appears); otherwise just repaint.
+        height = len(state.ranks) + len(state.system_cpu) + max(len(state.gpus), 1)
+        self.update(Group(*lines), layout=height != self._height)
+        self._height = height
