@@ -49,21 +49,26 @@ def test_default_config_runs_headless_to_a_report(tmp_path: Path, cli_env: dict[
     assert report["members_count"] == 3 and report["ensemble"]["accuracy"] > 0.5
 
 
-def test_a_killed_rank_fails_the_run_and_leaves_no_process(tmp_path: Path, cli_env: dict[str, str]) -> None:
+def disrupt_long_run(tmp_path: Path, env: dict[str, str], act) -> tuple[Path, list[int], str, int, float]:
+    """Start a long headless run, `act(proc, rank_pids)` once every rank trains, and time how long it takes to end."""
     runs = tmp_path / "runs"
-    proc = ens_tui("--run-config", "configs/quick-digits.toml", "--epochs", "50", "--output-dir", str(runs),
-                   env=cli_env)
+    proc = ens_tui("--run-config", "configs/quick-digits.toml", "--epochs", "50", "--output-dir", str(runs), env=env)
     try:
         run_dir, pids = wait_for_hellos(runs, 2)
-        os.kill(pids[1], signal.SIGKILL)
-        killed_at = time.monotonic()
+        act(proc, pids)
+        start = time.monotonic()
         out, _ = proc.communicate(timeout=60)
-        noticed_in = time.monotonic() - killed_at
+        took = time.monotonic() - start
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 1, out
-    assert noticed_in < 10, f"took {noticed_in:.1f}s to notice"
+    return run_dir, pids, out, proc.returncode, took
+
+
+def test_a_killed_rank_fails_the_run_and_leaves_no_process(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    run_dir, pids, out, code, took = disrupt_long_run(tmp_path, cli_env, lambda _, p: os.kill(p[1], signal.SIGKILL))
+    assert code == 1, out
+    assert took < 10, f"took {took:.1f}s to notice"
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "failed"
     assert "rank" in info["reason"], info["reason"]
@@ -77,20 +82,9 @@ def test_a_killed_rank_fails_the_run_and_leaves_no_process(tmp_path: Path, cli_e
 
 
 def test_ctrl_c_interrupts_every_rank(tmp_path: Path, cli_env: dict[str, str]) -> None:
-    runs = tmp_path / "runs"
-    proc = ens_tui("--run-config", "configs/quick-digits.toml", "--epochs", "50", "--output-dir", str(runs),
-                   env=cli_env)
-    try:
-        run_dir, pids = wait_for_hellos(runs, 2)
-        proc.send_signal(signal.SIGINT)
-        start = time.monotonic()
-        out, _ = proc.communicate(timeout=30)
-        stopped_in = time.monotonic() - start
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 130, out
-    assert stopped_in < 5, f"took {stopped_in:.1f}s to stop"
+    run_dir, pids, out, code, took = disrupt_long_run(tmp_path, cli_env, lambda proc, _: proc.send_signal(signal.SIGINT))
+    assert code == 130, out
+    assert took < 5, f"took {took:.1f}s to stop"
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "interrupted"
     assert_no_process_left(pids + [info["pid"]])
