@@ -7,6 +7,7 @@ loop below is the same for all of them, which is what keeps their results identi
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from engine.models import build_member
 from engine.seeding import batch_slices, epoch_order
 
 EVAL_BATCH = 2048
+CHANNELS_LAST_ENV = "ENS_TUI_CHANNELS_LAST"
+"""`1`/`0` forces channels-last weights on or off; unset = on for CPU ranks only (where it was measured to pay)."""
 
 
 # --------------------------------------------------------------------------- members
@@ -53,7 +56,7 @@ def make_member(
     checkpoint_dir: Path | None = None,
 ) -> Member:
     """Build member `index` on `device`, resuming from its checkpoint when one exists."""
-    model = build_member(config.model.name, splits_shape, classes, config.seed, index).to(device)
+    model = prefer_layout(build_member(config.model.name, splits_shape, classes, config.seed, index).to(device), device)
     member = Member(index, model, make_optimizer(model.parameters(), config.train))
     if checkpoint_dir is not None:
         path = checkpoint_path(checkpoint_dir, index)
@@ -64,6 +67,42 @@ def make_member(
             member.epochs_done = int(state["epoch"])
             member.diverged = bool(state.get("diverged", False))
     return member
+
+
+def use_channels_last(device: torch.device) -> bool:
+    """Channels-last conv weights: about 2x faster seed-cnn training with oneDNN on CPU (see bench/README.md).
+
+    Not measured on CUDA yet, so off there unless ENS_TUI_CHANNELS_LAST=1 asks for it.
+    """
+    wanted = os.environ.get(CHANNELS_LAST_ENV, "")
+    if wanted in ("0", "1"):
+        return wanted == "1"
+    return device.type == "cpu"
+
+
+def prefer_layout(model: nn.Module, device: torch.device) -> nn.Module:
+    """Give a model with convolutions channels-last weights where that pays; results only change by float noise."""
+    if use_channels_last(device) and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def clamp_threads(threads: int, ranks_here: int, warn: Any = None) -> int:
+    """Keep `threads x ranks on this host` within the host's cores: oversubscribed ranks only slow each other.
+
+    Sets torch's intra-op threads and returns the number used; `warn(message)` hears about a clamp.
+    """
+    cores = os.cpu_count() or 1
+    bound = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
+    # A rank that mpiexec pinned to its own cores may use them all; otherwise the ranks share the host.
+    allowed = bound if bound < cores else max(1, cores // max(ranks_here, 1))
+    used = min(threads, allowed)
+    if used < threads and warn is not None:
+        warn(f"threads_per_rank = {threads} with {ranks_here} rank(s) on {cores} core(s) would oversubscribe "
+             f"the CPU; using {used} thread(s) per rank")
+    if used != torch.get_num_threads():
+        torch.set_num_threads(used)
+    return used
 
 
 def checkpoint_path(checkpoint_dir: Path, index: int) -> Path:

@@ -77,7 +77,7 @@ def run_rank(comm: object, config: RunConfig, run_dir: Path | None, reporter: Re
     device = resolve_device(devices[rank], devices, rank)
     reporter.device, reporter.epochs = str(device), config.train.epochs
     ctx = RankContext(comm, config, device, reporter, run_dir)  # type: ignore[arg-type]
-    placed = ctx.static_members() if config.parallel.strategy != "sequential" else list(range(config.train.members))
+    placed = importlib.import_module("engine.placement").announced_members(ctx)
     hello(reporter, token, size, str(device), config.parallel.strategy, placed, torch.get_num_threads())
     sampler = UtilSampler(reporter, device.index if device.type == "cuda" else None)
     sampler.start()

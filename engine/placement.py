@@ -1,0 +1,166 @@
+"""Which rank trains which member: round-robin up front, or from a queue as ranks free up.
+
+`static` is the seed's split: member i goes to rank i mod size, decided before anyone starts. On a
+mixed setup (CPU×2 + GPU×1) that makes the fast rank wait for the slow ones. `dynamic` keeps one queue
+of member indices on rank 0; each rank takes work when it is free, so a fast device simply takes more.
+
+The queue needs no MPI progress from rank 0's training loop: a small dispenser thread on rank 0 polls
+for requests (`Iprobe` on a private duplicate communicator, a few ms apart, so it costs no core) and
+answers each with the next member indices. Rank 0 itself takes from the same queue under a lock,
+without messages. Requests ask for a chunk (fused ranks train several members at once); grants follow
+guided self-scheduling: at most ceil(remaining / ranks), so early grants are large and the tail is
+split finely — fused ranks get big chunks, and no rank is left holding the last long piece of work.
+
+The protocol cannot deadlock: a rank only ever waits for the reply to its own request, the dispenser
+always replies (an empty list once the queue is dry), and it exits after every other rank has been told
+that the queue is dry.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mpi4py import MPI
+
+    from engine.rank import RankContext
+
+REQUEST_TAG = 71
+REPLY_TAG = 72
+POLL_S = 0.005
+
+
+def uses_dynamic(ctx: RankContext) -> bool:
+    """Whether this run hands members out from a queue (local and fused on more than one rank)."""
+    parallel = ctx.config.parallel
+    return parallel.placement == "dynamic" and parallel.strategy in ("local", "fused") and ctx.size > 1
+
+
+def announced_members(ctx: RankContext) -> list[int]:
+    """What `hello` can promise up front: the static share, or nothing when the queue decides."""
+    if ctx.config.parallel.strategy == "sequential":
+        return list(range(ctx.config.train.members))
+    return [] if uses_dynamic(ctx) else ctx.static_members()
+
+
+class MemberQueue:
+    """Rank 0's queue of member indices, shared by its own training loop and the dispenser thread."""
+
+    def __init__(self, members: int, ranks: int) -> None:
+        self.pending: deque[int] = deque(range(members))
+        self.ranks = ranks
+        self.lock = threading.Lock()
+
+    def take(self, wanted: int) -> list[int]:
+        """Up to `wanted` members, never more than a fair share of what is left (guided self-scheduling)."""
+        with self.lock:
+            share = max(1, math.ceil(len(self.pending) / self.ranks))
+            n = min(max(wanted, 1), share, len(self.pending))
+            return [self.pending.popleft() for _ in range(n)]
+
+
+class Dispenser(threading.Thread):
+    """Rank 0's thread that answers other ranks' requests until each has heard that the queue is dry."""
+
+    def __init__(self, comm: MPI.Comm, queue: MemberQueue) -> None:
+        super().__init__(name="member-dispenser", daemon=True)
+        self.comm, self.queue = comm, queue
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        from mpi4py import MPI
+
+        try:
+            remaining = self.comm.Get_size() - 1
+            status = MPI.Status()
+            while remaining:
+                if not self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=REQUEST_TAG, status=status):
+                    time.sleep(POLL_S)
+                    continue
+                source = status.Get_source()
+                wanted = self.comm.recv(source=source, tag=REQUEST_TAG)
+                granted = self.queue.take(wanted)
+                self.comm.send(granted, dest=source, tag=REPLY_TAG)
+                if not granted:
+                    remaining -= 1
+        except BaseException as err:  # noqa: BLE001 - surfaced by the main thread in `close`
+            self.error = err
+
+
+class Placement:
+    """Iterate over the chunks of members this rank should train; the same API for static and dynamic."""
+
+    def __init__(self, ctx: RankContext, chunk: int = 1) -> None:
+        self.ctx, self.chunk = ctx, max(1, chunk)
+        self.dynamic = uses_dynamic(ctx)
+        self.comm: MPI.Comm | None = None
+        self.queue: MemberQueue | None = None
+        self.dispenser: Dispenser | None = None
+        if self.dynamic:
+            # A private communicator keeps the queue's messages apart from the strategy's collectives.
+            self.comm = ctx.comm.Dup()
+            if ctx.rank == 0:
+                self.queue = MemberQueue(ctx.config.train.members, ctx.size)
+                self.dispenser = Dispenser(self.comm, self.queue)
+                self.dispenser.start()
+
+    def chunks(self) -> Iterator[list[int]]:
+        """Member indices in chunks of at most `chunk`; dynamic chunks arrive as this rank asks for them."""
+        if not self.dynamic:
+            mine = self.ctx.static_members()
+            for i in range(0, len(mine), self.chunk):
+                yield mine[i : i + self.chunk]
+            return
+        while True:
+            got = self._request()
+            if not got:
+                return
+            yield got
+
+    def _request(self) -> list[int]:
+        if self.queue is not None:
+            return self.queue.take(self.chunk)
+        assert self.comm is not None
+        self.comm.send(self.chunk, dest=0, tag=REQUEST_TAG)
+        return list(self.comm.recv(source=0, tag=REPLY_TAG))
+
+    def close(self) -> None:
+        """Wait for the dispenser (it ends once every rank has drained the queue) and free the communicator."""
+        if self.dispenser is not None:
+            self.dispenser.join()
+            if self.dispenser.error is not None:
+                raise RuntimeError(f"member dispenser failed: {self.dispenser.error!r}") from self.dispenser.error
+        if self.comm is not None:
+            self.comm.Free()
+            self.comm = None
+
+    def __enter__(self) -> Placement:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+
+
+def ranks_on_host(comm: MPI.Comm) -> int:
+    """How many ranks of `comm` share this rank's host (collective)."""
+    import socket
+
+    hosts = comm.allgather(socket.gethostname())
+    return hosts.count(hosts[comm.Get_rank()])
+
+
+def set_threads(ctx: RankContext) -> int:
+    """Apply `threads_per_rank`, clamped so threads × ranks on this host never exceed its cores (collective).
+
+    A clamp is reported once, by rank 0, as a warning in the log.
+    """
+    from engine.trainer import clamp_threads
+
+    warn = (lambda message: ctx.reporter.log(message, "warning")) if ctx.rank == 0 else None
+    return clamp_threads(ctx.config.parallel.threads_per_rank, ranks_on_host(ctx.comm), warn)

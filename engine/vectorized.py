@@ -1,0 +1,210 @@
+"""K members of one architecture trained as one vectorized model (torch.func).
+
+The members' parameters are stacked along a new leading dimension (`stack_module_state`), one
+`vmap`-ed `functional_call` runs all K forwards on the shared batch, the K per-member mean losses are
+summed for one backward (each member's gradient is exactly the gradient of its own loss), and one
+optimizer steps every stacked tensor. SGD and Adam are elementwise, so that one step is K independent
+steps: the members come out as they would from the batch-major loop in `engine.trainer`, up to float
+noise. Between epochs the stacked weights and optimizer state are written back into each `Member`, so
+checkpoints, evaluation and predictions use the ordinary per-member code.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from engine.config import RunConfig, TrainConfig
+from engine.trainer import BatchSource, Hooks, Member, checkpoint_path, evaluate, make_optimizer, save_member
+
+# --------------------------------------------------------------------------- the stacked model
+
+
+class StackedMembers:
+    """Members' weights and optimizer state as stacked tensors; `step` trains all of them on one batch."""
+
+    def __init__(self, members: Sequence[Member], train: TrainConfig) -> None:
+        if not members:
+            raise ValueError("StackedMembers needs at least one member")
+        self.members = list(members)
+        params, buffers = stack_module_state([m.model for m in self.members])  # type: ignore[arg-type]
+        # Plain contiguous leaves: channels-last member weights stack into 5-D tensors of no special layout.
+        self.params = {name: p.detach().contiguous().requires_grad_() for name, p in params.items()}
+        self.buffers = {name: b.detach().contiguous() for name, b in buffers.items()}
+        # A weightless copy of the architecture: functional_call only needs its forward.
+        self.base = copy.deepcopy(self.members[0].model).to("meta")
+        self.optimizer = make_optimizer(self.params.values(), train)
+        self._import_optimizer_state()
+
+        def one(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.base, (params, buffers), (x,))
+
+        self._forward = vmap(one, in_dims=(0, 0, None), randomness="error")
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of every member on the same inputs: (K, N, classes)."""
+        return self._forward(self.params, self.buffers, x)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """One optimizer step for all K members on (x, y); returns the K per-member losses (detached)."""
+        out = self.forward(x)
+        k, n = out.shape[:2]
+        losses = F.cross_entropy(out.reshape(k * n, -1), y.repeat(k), reduction="none").view(k, n).mean(1)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        self.optimizer.step()
+        return losses.detach()
+
+    # --- moving state between the stack and the members ---------------------------------------
+    def _import_optimizer_state(self) -> None:
+        """Stack the members' optimizer state (a resumed run has some) into the fused optimizer."""
+        for name, stacked in self.params.items():
+            states = [m.optimizer.state.get(dict(m.model.named_parameters())[name], {}) for m in self.members]
+            if not all(states):
+                continue
+            merged: dict[str, Any] = {}
+            for key, first in states[0].items():
+                if torch.is_tensor(first) and first.dim() > 0:
+                    merged[key] = torch.stack([s[key].to(stacked.device) for s in states]).contiguous()
+                else:
+                    # Scalars such as Adam's step count agree: stacked members have trained the same steps.
+                    merged[key] = first.clone() if torch.is_tensor(first) else first
+            self.optimizer.state[stacked] = merged
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Copy every member's slice of the weights and optimizer state into its own model and optimizer."""
+        for k, member in enumerate(self.members):
+            named = dict(member.model.named_parameters())
+            for name, stacked in self.params.items():
+                named[name].copy_(stacked[k])
+                state = self.optimizer.state.get(stacked)
+                if state:
+                    member.optimizer.state[named[name]] = {
+                        key: (value[k].clone() if value.dim() > 0 and value.shape == stacked.shape else value.clone())
+                        if torch.is_tensor(value) else value
+                        for key, value in state.items()
+                    }
+            named_buffers = dict(member.model.named_buffers())
+            for name, stacked in self.buffers.items():
+                named_buffers[name].copy_(stacked[k])
+
+
+# --------------------------------------------------------------------------- how many fit
+
+
+def activation_bytes_per_sample(model: nn.Module, shape: tuple[int, int, int], device: torch.device) -> int:
+    """Bytes autograd keeps for backward per training sample, measured on one sample of `shape`."""
+    saved = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal saved
+        saved += t.numel() * t.element_size()
+        return t
+
+    probe = copy.deepcopy(model).to(device)
+    x = torch.zeros((1, *shape), device=device)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        probe(x).sum()
+    # Parameters show up among the saved tensors too; they are counted separately.
+    params = sum(p.numel() * p.element_size() for p in probe.parameters())
+    return max(saved - params, 0)
+
+
+def member_bytes(model: nn.Module, shape: tuple[int, int, int], batch_size: int, train: TrainConfig,
+                 device: torch.device) -> int:
+    """Rough peak bytes one extra fused member costs: weights, gradients, optimizer state, activations."""
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    optimizer_copies = 2 if train.optimizer == "adam" else (1 if train.momentum > 0 else 0)
+    # Activations twice: saved for backward, then their gradients while backward runs.
+    return params * (2 + optimizer_copies) + 2 * batch_size * activation_bytes_per_sample(model, shape, device)
+
+
+def available_bytes(device: torch.device) -> int:
+    """Memory a rank may plan to fill: most of the GPU's free memory, half of the host's available RAM."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * 0.7)
+    import psutil
+
+    return int(psutil.virtual_memory().available * 0.5)
+
+
+def fused_chunk(model: nn.Module, shape: tuple[int, int, int], config: RunConfig, device: torch.device,
+                budget: int | None = None) -> int:
+    """Members one rank vectorizes at once: what memory allows, capped by `parallel.max_fused` (0 = no cap)."""
+    per_member = max(member_bytes(model, shape, config.train.batch_size, config.train, device), 1)
+    fit = max(1, (available_bytes(device) if budget is None else budget) // per_member)
+    cap = config.parallel.max_fused or config.train.members
+    return int(max(1, min(fit, cap, config.train.members)))
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def train_fused(
+    members: Sequence[Member], batches: BatchSource, val: tuple[torch.Tensor, torch.Tensor] | None,
+    epochs: int, hooks: Hooks, checkpoint_dir: Path | None, config: RunConfig,
+) -> None:
+    """`engine.trainer.train_members`, vectorized: each batch trains every live member in one step.
+
+    The same events in the same order per member (member_start, step, epoch, member_done), the same
+    checkpoints; `fused` in each step event says how many members that step trained.
+    """
+    start_epoch = min((m.epochs_done for m in members), default=epochs)
+    for m in members:
+        m.started = time.perf_counter()
+        hooks.on_member_start(m.index)
+    stack: StackedMembers | None = None
+    for epoch in range(start_epoch, epochs):
+        active = [m for m in members if m.epochs_done == epoch and not m.diverged]
+        if not active:
+            continue
+        if stack is None or [m.index for m in stack.members] != [m.index for m in active]:
+            # Members that diverged (or, after a resume, are at another epoch) leave the stack.
+            stack = StackedMembers(active, config.train)
+        k = stack.size
+        loss_sums = torch.zeros(k, device=next(iter(stack.params.values())).device)
+        seen = 0
+        t_epoch = time.perf_counter()
+        t_mark, seen_mark = t_epoch, 0
+        for step, (x, y) in enumerate(batches.epoch(epoch)):
+            losses = stack.step(x, y)
+            loss_sums += losses * len(y)
+            due = [j for j, m in enumerate(active) if hooks.wants_step(m.index)]
+            if due:
+                values = losses.tolist()  # one device sync for all the members that report
+                now = time.perf_counter()
+                rate = (seen + len(y) - seen_mark) / max(now - t_mark, 1e-9)
+                for j in due:
+                    hooks.on_step(active[j].index, epoch, step, batches.steps, values[j], rate * k, k)
+                t_mark, seen_mark = now, seen + len(y)
+            seen += len(y)
+        seconds = time.perf_counter() - t_epoch
+        stack.write_back()
+        train_losses = (loss_sums / max(seen, 1)).tolist()
+        for m, train_loss in zip(active, train_losses, strict=True):
+            m.epochs_done = epoch + 1
+            if not math.isfinite(train_loss):
+                m.diverged = True
+            result = evaluate(m.model, *val) if val is not None and not m.diverged else None
+            m.last_val = result
+            hooks.on_epoch_end(m.index, epoch, train_loss, result, seconds)
+            if checkpoint_dir is not None:
+                save_member(m, checkpoint_dir, config)
+    for m in members:
+        path = checkpoint_path(checkpoint_dir, m.index) if checkpoint_dir is not None else None
+        hooks.on_member_done(m, time.perf_counter() - m.started, path)
