@@ -153,14 +153,3 @@ def ranks_on_host(comm: MPI.Comm) -> int:
 
     hosts = comm.allgather(socket.gethostname())
     return hosts.count(hosts[comm.Get_rank()])
-
-
-def set_threads(ctx: RankContext) -> int:
-    """Apply `threads_per_rank`, clamped so threads × ranks on this host never exceed its cores (collective).
-
-    A clamp is reported once, by rank 0, as a warning in the log.
-    """
-    from engine.trainer import clamp_threads
-
-    warn = (lambda message: ctx.reporter.log(message, "warning")) if ctx.rank == 0 else None
-    return clamp_threads(ctx.config.parallel.threads_per_rank, ranks_on_host(ctx.comm), warn)

@@ -15,14 +15,15 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from engine import events as ev
 from engine.config import RunConfig, load_config
 from engine.events import ENDPOINT_ENV, TOKEN_ENV
+from engine.placement import announced_members, ranks_on_host
 from engine.rank import Outcome, RankContext, resolve_device
 from engine.report import build_report, save_predictions, write_report
 from engine.reporter import Reporter, UtilSampler, connect_sink, hello
+from engine.trainer import clamp_threads
 
 
 def run_strategy(ctx: RankContext) -> Outcome:
@@ -72,13 +73,17 @@ def run_rank(comm: object, config: RunConfig, run_dir: Path | None, reporter: Re
     rank, size = comm.Get_rank(), comm.Get_size()  # type: ignore[attr-defined]
     if size != config.parallel.world_size:
         raise RuntimeError(f"config asks for {config.parallel.world_size} rank(s) but mpiexec started {size}")
-    torch.set_num_threads(config.parallel.threads_per_rank)
     devices = config.parallel.rank_devices()
     device = resolve_device(devices[rank], devices, rank)
     reporter.device, reporter.epochs = str(device), config.train.epochs
     ctx = RankContext(comm, config, device, reporter, run_dir)  # type: ignore[arg-type]
-    placed = importlib.import_module("engine.placement").announced_members(ctx)
-    hello(reporter, token, size, str(device), config.parallel.strategy, placed, torch.get_num_threads())
+    placed = announced_members(ctx)
+    # Clamp before hello so it reports the threads really used; the warning can only follow the hello.
+    clamped: list[str] = []
+    threads = clamp_threads(config.parallel.threads_per_rank, ranks_on_host(comm), clamped.append if rank == 0 else None)
+    hello(reporter, token, size, str(device), config.parallel.strategy, placed, threads)
+    for message in clamped:
+        reporter.log(message, "warning")
     sampler = UtilSampler(reporter, device.index if device.type == "cuda" else None)
     sampler.start()
     try:

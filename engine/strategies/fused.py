@@ -8,7 +8,7 @@ MPI this is ranks × fused members; results match every other strategy up to flo
 from __future__ import annotations
 
 from engine.models import build_model
-from engine.placement import Placement, set_threads
+from engine.placement import Placement
 from engine.rank import Outcome, RankContext, load_local, member_args
 from engine.trainer import LocalBatches, make_member, member_predictions, place
 from engine.vectorized import fused_chunk, train_fused
@@ -16,7 +16,6 @@ from engine.vectorized import fused_chunk, train_fused
 
 def run(ctx: RankContext) -> Outcome:
     config = ctx.config
-    set_threads(ctx)
     splits, eval_sets = load_local(config)
     batches = LocalBatches(splits.x_train, splits.y_train, config.train.batch_size, config.seed, ctx.device)
     val = (place(splits.x_val, ctx.device), place(splits.y_val, ctx.device))

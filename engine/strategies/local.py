@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from engine.placement import Placement, set_threads
+from engine.placement import Placement
 from engine.rank import Outcome, RankContext, load_local, member_args
 from engine.trainer import LocalBatches, make_member, member_predictions, place, train_members
 
@@ -19,7 +19,6 @@ def train_in_turn(ctx: RankContext, members: Iterable[int]) -> Outcome:
     `members` may be a lazy queue: the next index is only asked for once the previous member is done.
     """
     config = ctx.config
-    set_threads(ctx)
     splits, eval_sets = load_local(config)
     batches = LocalBatches(splits.x_train, splits.y_train, config.train.batch_size, config.seed, ctx.device)
     val = (place(splits.x_val, ctx.device), place(splits.y_val, ctx.device))

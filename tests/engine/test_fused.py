@@ -201,6 +201,7 @@ def test_fused_on_two_real_ranks(tmp_path: Path) -> None:
     warnings = [e.message for e in events if isinstance(e, ev.Log) and e.level == "warning"]
     if (os.cpu_count() or 1) < 128:
         assert any("threads_per_rank = 64" in w for w in warnings)
+        assert all(h.threads < 64 for h in hellos), "hello reports the threads really used"
     saved = next(e for e in events if isinstance(e, ev.PredictionsSaved))
     assert saved.members == [0, 1, 2, 3, 4]
     assert json.loads((tmp_path / "report.json").read_text())["ensemble"]["accuracy"] >= 0
