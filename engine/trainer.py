@@ -176,6 +176,9 @@ class LocalBatches:
             idx = order[s]
             x, y = self.x[idx], self.y[idx]
             if x.device != self.device:
+                # A gathered batch is a fresh, pageable tensor: pin it (PyTorch's caching host allocator
+                # makes that cheap and safe to reuse) so the copy really overlaps with compute.
+                x, y = x.pin_memory(), y.pin_memory()
                 x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             yield x, y
 
