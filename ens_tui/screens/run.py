@@ -197,7 +197,7 @@ class RunScreen(Screen[None]):
         state = self.state
         elapsed = state.elapsed_at(time.time()) if self.launcher is not None else state.elapsed
         self.query_one(RankTable).ranks = tuple(RankRow.of(r) for r in state.ranks.values())
-        self.query_one(LossPlot).set_members(state.members)
+        self.query_one(LossPlot).set_members(state.members, final=not state.running)
         self.query_one(ThroughputPanel).show(state, elapsed)
         self.query_one(UtilizationPanel).show(state)
         title = self._title()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 from ens_tui.run_state import MemberProgress
 
+REPAINT_SECONDS = 3.0
 LEGEND_LIMIT = 8
 """With more members than this the legend would hide the curves; the colours still tell them apart."""
 
@@ -22,13 +25,18 @@ class LossPlot(PlotextPlot):
         super().__init__(id=id)
         self._series: dict[int, list[tuple[float, float]]] = {}
         self._signature: tuple[int, ...] = ()
+        self._painted = -REPAINT_SECONDS
 
-    def set_members(self, members: dict[int, MemberProgress]) -> None:
-        """Take the latest curves; repaints only when some member has new points."""
+    def set_members(self, members: dict[int, MemberProgress], *, final: bool = False) -> None:
+        """Take the latest curves; repaints only when some member has new points, and while training at
+        most every REPAINT_SECONDS: plotext draws in Python, and its CPU is taken from the ranks."""
         signature = tuple(len(m.losses) + len(m.epoch_losses) for _, m in sorted(members.items()))
         if signature == self._signature:
             return
-        self._signature = signature
+        now = time.monotonic()
+        if not final and now - self._painted < REPAINT_SECONDS:
+            return
+        self._signature, self._painted = signature, now
         # A member whose step points were all merged away still has its per-epoch losses.
         self._series = {i: list(m.losses or m.epoch_losses) for i, m in sorted(members.items())}
         self.refresh()
