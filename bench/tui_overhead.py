@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
+
 REPO = Path(__file__).resolve().parents[1]
 ENS_TUI = Path(sys.executable).parent / "ens-tui"
 
@@ -36,6 +38,27 @@ def wait_for(predicate, timeout: float, poll: float = 0.05) -> float:
             return time.perf_counter() - start
         time.sleep(poll)
     raise TimeoutError("gave up waiting")
+
+
+FRONT_END_CPU: dict[str, list[float]] = {"headless": [], "tui": []}
+"""Share of one core the front-end process (Rich display or Textual app, with the launcher) used per run."""
+
+
+def front_end_process(session: str) -> psutil.Process:
+    """The `ens-tui` process running in the tmux session's pane."""
+    shell = psutil.Process(int(tmux("list-panes", "-t", session, "-F", "#{pane_pid}").split()[0]))
+    for child in shell.children(recursive=True):
+        if any("ens-tui" in part for part in child.cmdline()):
+            return child
+    raise RuntimeError("ens-tui is not running in the pane")
+
+
+def cpu_seconds(process: psutil.Process) -> float:
+    try:
+        times = process.cpu_times()
+    except psutil.NoSuchProcess:
+        return float("nan")
+    return times.user + times.system
 
 
 def training_window(run_dir: Path) -> tuple[float, int]:
@@ -61,10 +84,14 @@ def run_once(mode: str, config: Path, out: Path, size: tuple[int, int]) -> float
             wait_for(lambda: "Launch" in tmux("capture-pane", "-p", "-t", session), 30)
             tmux("send-keys", "-t", session, "Enter")
             runs = out / "runs"
+        front_end = front_end_process(session)
+        cpu_start, wall_start = cpu_seconds(front_end), time.perf_counter()
         wait_for(lambda: any(json.loads(p.read_text()).get("status") == "finished" for p in runs.glob("*/run.json")),
                  600, poll=0.5)
+        cpu_share = (cpu_seconds(front_end) - cpu_start) / (time.perf_counter() - wall_start)
         run_dir = max(runs.glob("*/run.json"), key=lambda p: p.stat().st_mtime).parent
         seconds, epochs = training_window(run_dir)
+        FRONT_END_CPU[mode].append(cpu_share)
         if mode == "tui":
             time.sleep(1.0)  # let the report screen open, as a user would see it
             shutil.move(str(run_dir), str(out / f"tui-{time.monotonic_ns()}"))
@@ -79,8 +106,11 @@ def startup_seconds(out: Path, size: tuple[int, int]) -> float:
     start = time.perf_counter()
     tmux("new-session", "-d", "-s", session, "-x", str(size[0]), "-y", str(size[1]), f"cd {out} && {ENS_TUI}")
     try:
-        wait_for(lambda: "Launch" in tmux("capture-pane", "-p", "-t", session), 30, poll=0.01)
+        wait_for(lambda: "Launch" in tmux("capture-pane", "-p", "-t", session), 60, poll=0.01)
         return time.perf_counter() - start
+    except TimeoutError:
+        raise TimeoutError("the dashboard never showed its setup screen; the pane reads:\n"
+                           + tmux("capture-pane", "-p", "-t", session)) from None
     finally:
         tmux("kill-session", "-t", session)
 
@@ -112,17 +142,23 @@ def main(argv: list[str] | None = None) -> int:
         starts = [startup_seconds(out, size) for _ in range(5)]  # type: ignore[arg-type]
     medians = {m: statistics.median(v) for m, v in rates.items()}
     ratio = medians["tui"] / medians["headless"]
+    # This VM's speed drifts between runs; each TUI run against the headless run just before it is steadier.
+    paired = statistics.median(t / h for t, h in zip(rates["tui"], rates["headless"], strict=True))
+    cpu = {m: statistics.median(v) for m, v in FRONT_END_CPU.items()}
     result = {
         "machine": platform.node(), "cpus": __import__("os").cpu_count(), "date": time.strftime("%Y-%m-%d"),
         "config": f"quick-digits, {args.members} members, {args.epochs} epochs, 2 CPU ranks",
         "terminal": args.size, "repeats": args.repeats, "member_epochs_per_s": rates, "medians": medians,
-        "tui_over_headless": ratio, "startup_seconds": starts, "startup_median": statistics.median(starts),
+        "tui_over_headless": ratio, "tui_over_headless_paired_median": paired,
+        "front_end_cpu_share": FRONT_END_CPU, "front_end_cpu_share_median": cpu, "startup_seconds": starts, "startup_median": statistics.median(starts),
     }
     results = REPO / "bench" / "results"
     results.mkdir(parents=True, exist_ok=True)
     path = results / f"tui-overhead-{platform.node()}-{result['date']}.json"
     path.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"TUI attached keeps {ratio:.1%} of headless throughput (median of {args.repeats}); "
+    print(f"front end CPU while training: headless {cpu['headless']:.1%}, TUI {cpu['tui']:.1%} of a core (medians)")
+    print(f"TUI attached keeps {ratio:.1%} of headless throughput (medians of {args.repeats}; "
+          f"{paired:.1%} as the median of paired runs); "
           f"dashboard start-up {result['startup_median']:.2f} s (median of 5) → {path}")
     return 0
 
