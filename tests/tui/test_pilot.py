@@ -50,6 +50,12 @@ async def wait_for(pilot: Pilot[int], ready: Callable[[], object], timeout: floa
         await pilot.pause(0.05)
 
 
+async def launch_and_wait_for_ranks(pilot: Pilot[int], app: EnsTuiApp, ranks: int = 2) -> None:
+    """Press Enter on the selected setup and wait until every rank has joined the dashboard."""
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and len(app.screen.state.ranks) == ranks)
+
+
 def run_screen(app: EnsTuiApp) -> RunScreen | None:
     """The run screen, wherever it is in the stack."""
     return next((s for s in app.screen_stack if isinstance(s, RunScreen)), None)
@@ -136,8 +142,7 @@ async def test_quit_while_training_asks_and_stops_every_rank(tmp_path: Path, rec
     factory = Factory(recorded_run, tmp_path, hold_after=20)
     app = EnsTuiApp([my_config(tmp_path)], launcher_factory=factory, setup_checker=no_cuda, cwd=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and len(app.screen.state.ranks) == 2)
+        await launch_and_wait_for_ranks(pilot, app)
         run = app.screen
         assert run.live
         await pilot.press("q")
@@ -157,8 +162,7 @@ async def test_x_stops_the_run_and_stays_on_the_dashboard(tmp_path: Path, record
     factory = Factory(recorded_run, tmp_path, hold_after=20)
     app = EnsTuiApp([my_config(tmp_path)], launcher_factory=factory, setup_checker=no_cuda, cwd=tmp_path)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, RunScreen) and len(app.screen.state.ranks) == 2)
+        await launch_and_wait_for_ranks(pilot, app)
         run = app.screen
         await pilot.press("x", "y")
         await wait_for(pilot, lambda: not run.state.running)
