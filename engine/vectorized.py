@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,17 @@ from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
 from engine.config import RunConfig, TrainConfig
-from engine.trainer import BatchSource, Hooks, Member, checkpoint_path, evaluate, make_optimizer, save_member
+from engine.models import build_model
+from engine.trainer import (
+    BatchSource,
+    Hooks,
+    Member,
+    checkpoint_path,
+    evaluate,
+    make_optimizer,
+    prefer_layout,
+    save_member,
+)
 
 # --------------------------------------------------------------------------- the stacked model
 
@@ -152,6 +162,58 @@ def fused_chunk(model: nn.Module, shape: tuple[int, int, int], config: RunConfig
     return int(max(1, min(fit, cap, config.train.members)))
 
 
+def measured_chunk(config: RunConfig, shape: tuple[int, int, int], classes: int, batches: BatchSource,
+                   device: torch.device, limit: int, steps: int = 4) -> tuple[int, dict[int, float]]:
+    """Vectorize only as far as it pays: time a few training steps at K = 1, 2, 4… up to `limit`.
+
+    K = 1 is the plain per-member path (channels-last where that pays), so `fused` is never slower than
+    not fusing. Throwaway models on the first batch: members' seeds and the batch order are untouched.
+    Returns the best K and the model-samples/s measured for each K tried.
+    """
+    x, y = next(iter(batches.epoch(0)))
+    rates: dict[int, float] = {}
+    k = 1
+    while k <= limit:
+        with torch.random.fork_rng(devices=[]):
+            models = [prefer_layout(build_model(config.model.name, shape, classes).to(device), device)
+                      for _ in range(k)]
+        members = [Member(i, m, make_optimizer(m.parameters(), config.train)) for i, m in enumerate(models)]
+        step = _plain_step(members[0], x, y) if k == 1 else _stacked_step(StackedMembers(members, config.train), x, y)
+        for _ in range(2):  # warm-up: allocator, oneDNN primitive caches, cuDNN autotune
+            step()
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        _sync(device)
+        rates[k] = steps * k * len(y) / max(time.perf_counter() - start, 1e-9)
+        if k > 1 and rates[k] < 0.8 * max(rates.values()):
+            break  # past the sweet spot: larger stacks only get slower
+        k *= 2
+    return max(rates, key=lambda kk: rates[kk]), rates
+
+
+def _plain_step(member: Member, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        member.optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(member.model(x), y).backward()
+        member.optimizer.step()
+
+    return step
+
+
+def _stacked_step(stack: StackedMembers, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        stack.step(x, y)
+
+    return step
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -200,11 +262,11 @@ def train_fused(
             m.epochs_done = epoch + 1
             if not math.isfinite(train_loss):
                 m.diverged = True
-            result = evaluate(m.model, *val) if val is not None and not m.diverged else None
-            m.last_val = result
-            hooks.on_epoch_end(m.index, epoch, train_loss, result, seconds)
+            m.last_val = evaluate(m.model, *val) if val is not None and not m.diverged else None
+            # Checkpoint first: once the epoch is announced, a resume must be able to start after it.
             if checkpoint_dir is not None:
                 save_member(m, checkpoint_dir, config)
+            hooks.on_epoch_end(m.index, epoch, train_loss, m.last_val, seconds)
     for m in members:
         path = checkpoint_path(checkpoint_dir, m.index) if checkpoint_dir is not None else None
         hooks.on_member_done(m, time.perf_counter() - m.started, path)

@@ -24,7 +24,7 @@ from engine.rank import RankContext
 from engine.reporter import Reporter, Sink
 from engine.strategies import fused, sequential
 from engine.trainer import LocalBatches, make_member, train_members
-from engine.vectorized import StackedMembers, fused_chunk, member_bytes, train_fused
+from engine.vectorized import StackedMembers, fused_chunk, measured_chunk, member_bytes, train_fused
 
 REPO = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
@@ -174,6 +174,27 @@ def test_fused_resumes_from_checkpoints(tmp_path: Path) -> None:
     assert {e.epoch for e in epochs} == {1}, "only the missing epoch is trained"
     assert load_checkpoint(tmp_path / "checkpoints/member-00.pt")["epoch"] == 2
     assert not all((first.predictions[0][k] == second.predictions[0][k]).all() for k in first.predictions[0])
+
+
+def test_without_max_fused_the_rank_measures_how_far_vectorizing_pays(tmp_path: Path) -> None:
+    """max_fused = 0: a few timed steps at K = 1, 2, 4… pick the chunk; results stay those of sequential."""
+    cfg = config()
+    x, y = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
+    batches = LocalBatches(x, y, 16, cfg.seed, CPU)
+    best, rates = measured_chunk(cfg, (1, 28, 28), 10, batches, CPU, limit=4)
+    assert 1 in rates and set(rates) <= {1, 2, 4}
+    assert best == max(rates, key=rates.get) and all(r > 0 for r in rates.values())
+
+    ctx, stream = rank_context(cfg, tmp_path / "fused")
+    got = fused.run(ctx)
+    events = [ev.decode(line) for line in stream.getvalue().splitlines()]
+    chosen = [e.message for e in events if isinstance(e, ev.Log) and "model-samples/s by members per step" in e.message]
+    assert len(chosen) == 1 and "at a time" in chosen[0]
+    seq_cfg = cfg.model_copy(deep=True)
+    seq_cfg.parallel.strategy = "sequential"
+    ref = sequential.run(rank_context(seq_cfg, tmp_path / "sequential")[0])
+    for member, sets in ref.predictions.items():
+        assert abs(got.predictions[member]["test"] - sets["test"]).max() < 1e-3
 
 
 @pytest.mark.mpi
