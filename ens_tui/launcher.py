@@ -129,10 +129,20 @@ class Launcher:
         self._log = open(self.run_dir / "mpiexec.log", "ab")  # noqa: SIM115
         self._events = EventLog(self.run_dir)
         self._started = time.time()
-        self.proc = await asyncio.create_subprocess_exec(
-            *command, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=self._log, stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-        )
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *command, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=self._log,
+                stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+            )
+        except OSError as err:
+            await self.server.close()
+            self._log.close()
+            self._events.close()
+            if self._given_run_dir:
+                write_run_info(self.run_dir, status="failed", reason=f"cannot start {mpiexec}: {err.strerror}")
+            else:
+                shutil.rmtree(self.run_dir)  # nothing ran: a refused launch leaves no folder behind
+            raise LaunchError(f"cannot start {mpiexec}: {err.strerror}") from None
         self.status = "running"
         resumes = read_run_info(self.run_dir).get("resumes", -1) + 1 if self._given_run_dir else 0
         write_run_info(

@@ -111,15 +111,21 @@ def test_ranks_override_syntax() -> None:
         (["--run-config", "{mnist}", "--data-root", "{tmp}"], "mnist: no data under"),
         (["{bad}"], "unknown key 'train.membrs'"),
         (["show", "{tmp}"], "not a run folder"),
+        (["--run-config", "configs/quick-digits.toml", "--mpiexec", "{tmp}/nope"], "not found or not executable"),
+        (["--run-config", "configs/quick-digits.toml", "--mpiexec", "{badexec}"], "cannot start"),
     ],
 )
 def test_cli_refuses_bad_input_with_exit_2_and_no_traceback(
     tmp_path: Path, args: list[str], expected: str, cli_env: dict[str, str]
 ) -> None:
     bad = write(tmp_path, "[train]\nmembrs = 3\n")
+    badexec = tmp_path / "badexec"
+    badexec.write_text("not a program")
+    badexec.chmod(0o755)
     mnist = tmp_path / "mnist.toml"
     mnist.write_text("[data]\ndataset = 'mnist'\ndownload = false\n")
-    args = [a.format(bad=bad, missing=tmp_path / "missing.toml", tmp=tmp_path, mnist=mnist) for a in args]
+    args = [a.format(bad=bad, missing=tmp_path / "missing.toml", tmp=tmp_path, mnist=mnist, badexec=badexec)
+            for a in args]
     cli_env["CUDA_VISIBLE_DEVICES"] = ""
     done = subprocess.run(
         [sys.executable, "-m", "ens_tui", *args, "--output-dir", str(tmp_path / "runs")] if args[0] != "show"
