@@ -238,14 +238,29 @@ def train_members(
             seen += len(y)
         seconds = time.perf_counter() - t_epoch
         for m in active:
-            train_loss = float(loss_sums[m.index]) / max(seen, 1)
-            m.epochs_done = epoch + 1
-            m.diverged = m.diverged or not math.isfinite(train_loss)
-            m.last_val = evaluate(m.model, *val) if val is not None and not m.diverged else None
-            # Checkpoint first: once the epoch is announced, a resume must be able to start after it.
-            if checkpoint_dir is not None:
-                save_member(m, checkpoint_dir, config)
-            hooks.on_epoch_end(m.index, epoch, train_loss, m.last_val, seconds)
+            end_epoch(m, epoch, float(loss_sums[m.index]) / max(seen, 1), val, seconds, hooks, checkpoint_dir, config)
+    finish_members(members, hooks, checkpoint_dir)
+
+
+def end_epoch(
+    member: Member, epoch: int, train_loss: float, val: tuple[torch.Tensor, torch.Tensor] | None, seconds: float,
+    hooks: Hooks, checkpoint_dir: Path | None, config: RunConfig,
+) -> None:
+    """Close one member's epoch: divergence check, validation, checkpoint, then the announcement.
+
+    Shared by the batch-major loop and the fused loop so both keep the same contract.
+    """
+    member.epochs_done = epoch + 1
+    member.diverged = member.diverged or not math.isfinite(train_loss)
+    member.last_val = evaluate(member.model, *val) if val is not None and not member.diverged else None
+    # Checkpoint first: once the epoch is announced, a resume must be able to start after it.
+    if checkpoint_dir is not None:
+        save_member(member, checkpoint_dir, config)
+    hooks.on_epoch_end(member.index, epoch, train_loss, member.last_val, seconds)
+
+
+def finish_members(members: Sequence[Member], hooks: Hooks, checkpoint_dir: Path | None) -> None:
+    """Tell the hooks every member is done, with where its last checkpoint lies."""
     for m in members:
         path = checkpoint_path(checkpoint_dir, m.index) if checkpoint_dir is not None else None
         hooks.on_member_done(m, time.perf_counter() - m.started, path)

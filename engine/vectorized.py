@@ -12,7 +12,6 @@ checkpoints, evaluation and predictions use the ordinary per-member code.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,16 +24,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from engine.config import RunConfig, TrainConfig
 from engine.models import build_model
-from engine.trainer import (
-    BatchSource,
-    Hooks,
-    Member,
-    checkpoint_path,
-    evaluate,
-    make_optimizer,
-    prefer_layout,
-    save_member,
-)
+from engine.trainer import BatchSource, Hooks, Member, end_epoch, finish_members, make_optimizer, prefer_layout
 
 # --------------------------------------------------------------------------- the stacked model
 
@@ -259,14 +249,5 @@ def train_fused(
         stack.write_back()
         train_losses = (loss_sums / max(seen, 1)).tolist()
         for m, train_loss in zip(active, train_losses, strict=True):
-            m.epochs_done = epoch + 1
-            if not math.isfinite(train_loss):
-                m.diverged = True
-            m.last_val = evaluate(m.model, *val) if val is not None and not m.diverged else None
-            # Checkpoint first: once the epoch is announced, a resume must be able to start after it.
-            if checkpoint_dir is not None:
-                save_member(m, checkpoint_dir, config)
-            hooks.on_epoch_end(m.index, epoch, train_loss, m.last_val, seconds)
-    for m in members:
-        path = checkpoint_path(checkpoint_dir, m.index) if checkpoint_dir is not None else None
-        hooks.on_member_done(m, time.perf_counter() - m.started, path)
+            end_epoch(m, epoch, train_loss, val, seconds, hooks, checkpoint_dir, config)
+    finish_members(members, hooks, checkpoint_dir)
