@@ -1,11 +1,11 @@
 """Does watching cost training speed? The same run headless and with the dashboard in a real terminal.
 
-    python bench/tui_overhead.py [--repeats 3] [--members 4] [--epochs 4]
+    python -m bench.tui_overhead [--repeats 3] [--members 4] [--epochs 4]
 
 Both modes run the real `ens-tui` in tmux (a real terminal, real rendering), interleaved H, T, H, T…;
 throughput is the run's own training window (first `member_start` to last `member_done` in
-events.jsonl), so rank start-up and the report do not dilute it. Also times how long the dashboard takes
-to show its first screen. Results go to bench/results/tui-overhead-<machine>-<date>.json.
+events.jsonl, see `bench.timing`), so rank start-up and the report do not dilute it. Also times how long
+the dashboard takes to show its first screen. Results go to bench/results/tui-overhead-<machine>-<date>.json.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ import time
 from pathlib import Path
 
 import psutil
+
+from bench.timing import training_window
+from engine.run_folder import RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
 ENS_TUI = Path(sys.executable).parent / "ens-tui"
@@ -61,13 +64,9 @@ def cpu_seconds(process: psutil.Process) -> float:
     return times.user + times.system
 
 
-def training_window(run_dir: Path) -> tuple[float, int]:
-    """Seconds from the first member_start to the last member_done, and the number of steps taken."""
-    events = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
-    starts = [e["t"] for e in events if e["type"] == "member_start"]
-    ends = [e["t"] for e in events if e["type"] == "member_done"]
-    epochs = sum(1 for e in events if e["type"] == "epoch")
-    return max(ends) - min(starts), epochs
+def run_folders(runs: Path) -> list[Path]:
+    """The run folders under `runs` that the launcher has started (config and run.json written)."""
+    return [d for d in runs.glob("*") if RunFolder(d).is_run()] if runs.is_dir() else []
 
 
 def run_once(mode: str, config: Path, out: Path, size: tuple[int, int]) -> float:
@@ -86,16 +85,16 @@ def run_once(mode: str, config: Path, out: Path, size: tuple[int, int]) -> float
             runs = out / "runs"
         front_end = front_end_process(session)
         cpu_start, wall_start = cpu_seconds(front_end), time.perf_counter()
-        wait_for(lambda: any(json.loads(p.read_text()).get("status") == "finished" for p in runs.glob("*/run.json")),
-                 600, poll=0.5)
+        wait_for(lambda: any(json.loads(RunFolder(d).info.read_text()).get("status") == "finished"
+                             for d in run_folders(runs)), 600, poll=0.5)
         cpu_share = (cpu_seconds(front_end) - cpu_start) / (time.perf_counter() - wall_start)
-        run_dir = max(runs.glob("*/run.json"), key=lambda p: p.stat().st_mtime).parent
-        seconds, epochs = training_window(run_dir)
+        run_dir = max(run_folders(runs), key=lambda d: RunFolder(d).info.stat().st_mtime)
+        window = training_window(run_dir)
         FRONT_END_CPU[mode].append(cpu_share)
         if mode == "tui":
             time.sleep(1.0)  # let the report screen open, as a user would see it
             shutil.move(str(run_dir), str(out / f"tui-{time.monotonic_ns()}"))
-        return epochs / seconds
+        return window.member_epochs_per_s
     finally:
         tmux("kill-session", "-t", session)
 

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import difflib
 import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "synthetic")
-OOD_SHIFTS = ("noise", "rotate", "invert")
-MODELS = ("seed-cnn", "mlp", "lenet5", "resnet8")
-STRATEGIES = ("sequential", "local", "broadcast", "fused")
+# The allowed values, each spelled once; tuples that code needs are derived from them.
+Dataset = Literal["digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "synthetic"]
+OodShift = Literal["noise", "rotate", "invert"]
+ModelName = Literal["seed-cnn", "mlp", "lenet5", "resnet8"]
+Strategy = Literal["sequential", "local", "broadcast", "fused"]
+DATASETS: tuple[str, ...] = get_args(Dataset)
+OOD_SHIFTS: tuple[str, ...] = get_args(OodShift)
 
 
 class ConfigError(ValueError):
@@ -29,7 +34,7 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    dataset: Literal["digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "synthetic"] = "digits"
+    dataset: Dataset = "digits"
     """Training data; `digits` is scikit-learn's bundled set and needs no download."""
     root: str = "data"
     """torchvision root holding `<Dataset>/raw/…` for the file-backed datasets."""
@@ -55,7 +60,7 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    name: Literal["seed-cnn", "mlp", "lenet5", "resnet8"] = "seed-cnn"
+    name: ModelName = "seed-cnn"
     """Architecture of every member; resnet8 is meant for 3-channel data such as cifar10."""
 
 
@@ -94,7 +99,7 @@ class RankGroup(_Section):
 
 
 class ParallelConfig(_Section):
-    strategy: Literal["sequential", "local", "broadcast", "fused"] = "local"
+    strategy: Strategy = "local"
     """sequential (one process, members in turn) | local (each rank loads its data) |
     broadcast (rank 0 loads and broadcasts each batch) | fused (a rank's members as one vectorized model)."""
     ranks: list[RankGroup] = Field(default_factory=lambda: [RankGroup(count=2, device="cpu")], min_length=1)
@@ -105,6 +110,9 @@ class ParallelConfig(_Section):
     """fused: most members vectorized at once per rank (0 = as many as memory allows)."""
     placement: Literal["static", "dynamic"] = "dynamic"
     """How members reach ranks: round-robin up front, or from a queue as ranks free up (local, fused)."""
+    deterministic: bool = False
+    """Every strategy uses the same per-member thread count and deterministic kernels, so members are
+    bit-identical across strategies (slower where it lowers threads)."""
 
     @property
     def world_size(self) -> int:
@@ -228,27 +236,97 @@ def parse_ranks(spec: str) -> list[RankGroup]:
     return groups
 
 
+# --------------------------------------------------------------------------- command-line overrides
+
+
+@dataclass(frozen=True)
+class Override:
+    """One `--flag` that sets one config field; the CLI's options and `with_overrides` both come from it."""
+
+    flag: str
+    """The option, e.g. `--batch-size`; its keyword (`batch_size`) is what `with_overrides` takes."""
+    path: tuple[str, ...]
+    """Where it lands in the config, e.g. ("train", "batch_size")."""
+    type: type
+    """int, str, or bool (a switch that only turns the field on)."""
+    help: str
+    resume: Literal["honour", "grow", "refuse"] = "honour"
+    """On `--resume`: honoured, honoured only when not below the run's value, or refused."""
+    why: str = ""
+    """Why a refused (or grow-only) override cannot change on `--resume`: the message names it."""
+    parse: Callable[[Any], Any] | None = None
+    """Turns the command-line value into the config's (`--ranks` syntax); None = as given."""
+
+    @property
+    def dest(self) -> str:
+        return self.flag.removeprefix("--").replace("-", "_")
+
+    def choices(self) -> tuple[Any, ...] | None:
+        """The allowed values when the field is a Literal (so `--help` lists them)."""
+        section: type[BaseModel] = RunConfig
+        for part in self.path[:-1]:
+            section = section.model_fields[part].annotation  # type: ignore[assignment]
+        annotation = section.model_fields[self.path[-1]].annotation
+        return get_args(annotation) if get_origin(annotation) is Literal else None
+
+
+def _ranks(value: Any) -> list[dict[str, Any]]:
+    groups = parse_ranks(value) if isinstance(value, str) else value
+    return [g.model_dump() for g in groups]
+
+
+_CHANGES_MEMBERS = "the saved members were trained with it, so a resume keeps it"
+OVERRIDES: tuple[Override, ...] = (
+    Override("--ranks", ("parallel", "ranks"), str, "N (CPU ranks) or device:count[,…], e.g. cpu:2,cuda:1",
+             parse=_ranks),
+    Override("--members", ("train", "members"), int, "number of ensemble members", "refuse",
+             "the run's checkpoints are its members; start a new run for a different ensemble"),
+    Override("--epochs", ("train", "epochs"), int, "passes over the training split per member", "grow",
+             "on --resume it can only grow (train further), never undo finished epochs"),
+    Override("--batch-size", ("train", "batch_size"), int, "samples per optimizer step", "refuse",
+             _CHANGES_MEMBERS),
+    Override("--strategy", ("parallel", "strategy"), str, "how members map onto ranks"),
+    Override("--deterministic", ("parallel", "deterministic"), bool,
+             "same per-member threads and deterministic kernels in every strategy (bit-identical members)"),
+    Override("--dataset", ("data", "dataset"), str, "training data", "refuse", _CHANGES_MEMBERS),
+    Override("--data-root", ("data", "root"), str, "torchvision root of the file-backed datasets"),
+    Override("--limit", ("data", "limit"), int, "use at most this many training samples", "refuse",
+             _CHANGES_MEMBERS),
+    Override("--output-dir", ("output_dir",), str, "where run folders go (default: the config's output_dir)",
+             "refuse", "a resumed run stays in its own folder"),
+    Override("--seed", ("seed",), int, "seeds member initialisation and batch order", "refuse",
+             "members are seeded by (seed, index), so a new seed means new members"),
+)
+OVERRIDE_BY_DEST = {o.dest: o for o in OVERRIDES}
+
+
+def _get(data: dict[str, Any], path: tuple[str, ...]) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
 def with_overrides(config: RunConfig, **overrides: Any) -> RunConfig:
-    """Apply command-line overrides (None = keep), re-validating the result."""
+    """Apply command-line overrides by keyword (`batch_size=…`; None or False = keep), re-validating the result."""
     data = config.model_dump(mode="json")
-    mapping = {
-        "members": ("train", "members"),
-        "epochs": ("train", "epochs"),
-        "batch_size": ("train", "batch_size"),
-        "strategy": ("parallel", "strategy"),
-        "dataset": ("data", "dataset"),
-        "data_root": ("data", "root"),
-        "limit": ("data", "limit"),
-        "output_dir": (None, "output_dir"),
-        "seed": (None, "seed"),
-    }
     for key, value in overrides.items():
-        if value is None:
+        if value is None or value is False:
             continue
-        if key == "ranks":
-            groups = parse_ranks(value) if isinstance(value, str) else value
-            data["parallel"]["ranks"] = [g.model_dump() for g in groups]
-            continue
-        section, field = mapping[key]
-        (data[section] if section else data)[field] = value
+        override = OVERRIDE_BY_DEST[key]
+        *parents, field = override.path
+        _get(data, tuple(parents))[field] = override.parse(value) if override.parse else value
     return parse_config(data, "command line")
+
+
+def resume_overrides(saved: RunConfig, **overrides: Any) -> RunConfig:
+    """The saved run's config with the overrides a resume may honour; ConfigError names the first refused one."""
+    for key, value in overrides.items():
+        if value is None or value is False:
+            continue
+        override = OVERRIDE_BY_DEST[key]
+        if override.resume == "refuse":
+            raise ConfigError(f"{override.flag} cannot change on --resume: {override.why}")
+        if override.resume == "grow" and value < _get(saved.model_dump(), override.path):
+            current = _get(saved.model_dump(), override.path)
+            raise ConfigError(f"{override.flag} {value} is below the run's {current}: {override.why}")
+    return with_overrides(saved, **overrides)

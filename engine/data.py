@@ -13,14 +13,9 @@ import numpy as np
 import torch
 
 from engine.config import DataConfig
+from engine.preflight import FILE_DATASETS
 from engine.seeding import derive_seed
 
-TORCHVISION_CLASSES = {
-    "mnist": ("MNIST", "MNIST"),
-    "fashion-mnist": ("FashionMNIST", "FashionMNIST"),
-    "kmnist": ("KMNIST", "KMNIST"),
-    "cifar10": ("CIFAR10", "cifar-10-batches-py"),
-}
 CLASS_NAMES = {
     "fashion-mnist": ["T-shirt", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"],
     "cifar10": ["plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
@@ -54,10 +49,6 @@ class Splits:
     @property
     def num_classes(self) -> int:
         return len(self.classes)
-
-    def tensors(self) -> list[torch.Tensor]:
-        """Every tensor, in a fixed order (what `broadcast` ships from rank 0)."""
-        return [self.x_train, self.y_train, self.x_val, self.y_val, self.x_test, self.y_test]
 
 
 # --------------------------------------------------------------------------- raw loaders
@@ -99,8 +90,9 @@ def _torchvision(dataset: str, root: str, download: bool) -> tuple[torch.Tensor,
     """torchvision's own dataset class, read once; its decoded `.data` array becomes the tensor."""
     import torchvision.datasets as tvd
 
-    cls_name, folder = TORCHVISION_CLASSES[dataset]
-    cls = getattr(tvd, cls_name)
+    files = FILE_DATASETS[dataset]
+    folder = files.folder
+    cls = getattr(tvd, files.torchvision_class)
     out: list[torch.Tensor] = []
     for train in (True, False):
         try:

@@ -14,6 +14,10 @@ split finely — fused ranks get big chunks, and no rank is left holding the las
 The protocol cannot deadlock: a rank only ever waits for the reply to its own request, the dispenser
 always replies (an empty list once the queue is dry), and it exits after every other rank has been told
 that the queue is dry.
+
+The dispenser calls MPI from a second thread, which only an MPI initialised with THREAD_MULTIPLE allows
+(mpi4py asks for it; the mpich wheel grants it). Where the MPI grants less (`MPI.Query_thread()`), the
+run is served without a thread: placement falls back to `static`, and rank 0 says so in the log.
 """
 
 from __future__ import annotations
@@ -35,10 +39,34 @@ REPLY_TAG = 72
 POLL_S = 0.005
 
 
-def uses_dynamic(ctx: RankContext) -> bool:
-    """Whether this run hands members out from a queue (local and fused on more than one rank)."""
+def wants_dynamic(ctx: RankContext) -> bool:
+    """Whether the config asks for a member queue (local and fused on more than one rank)."""
     parallel = ctx.config.parallel
     return parallel.placement == "dynamic" and parallel.strategy in ("local", "fused") and ctx.size > 1
+
+
+def threads_may_call_mpi() -> bool:
+    """Whether this MPI lets a second thread make MPI calls (the dispenser does)."""
+    from mpi4py import MPI
+
+    return MPI.Query_thread() == MPI.THREAD_MULTIPLE
+
+
+def uses_dynamic(ctx: RankContext) -> bool:
+    """Whether this run hands members out from a queue: asked for, and the MPI allows the dispenser thread."""
+    return wants_dynamic(ctx) and threads_may_call_mpi()
+
+
+def placement_warning(ctx: RankContext) -> str | None:
+    """Why a dynamic placement that was asked for runs static, or None."""
+    if not wants_dynamic(ctx) or threads_may_call_mpi():
+        return None
+    from mpi4py import MPI
+
+    levels = {MPI.THREAD_SINGLE: "SINGLE", MPI.THREAD_FUNNELED: "FUNNELED", MPI.THREAD_SERIALIZED: "SERIALIZED"}
+    level = levels.get(MPI.Query_thread(), str(MPI.Query_thread()))
+    return (f"placement = 'dynamic' needs MPI_THREAD_MULTIPLE for rank 0's member queue, but this MPI gives "
+            f"THREAD_{level}; members are placed round-robin (static) instead")
 
 
 def announced_members(ctx: RankContext) -> list[int]:

@@ -6,17 +6,34 @@ Torch-free on purpose: the launcher and the setup screen call it, and the UI nev
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 from engine.config import RunConfig
 from engine.utilization import nvml_device_count
 
-DATA_FILES = {
-    "mnist": ("MNIST/raw", "train-images-idx3-ubyte"),
-    "fashion-mnist": ("FashionMNIST/raw", "train-images-idx3-ubyte"),
-    "kmnist": ("KMNIST/raw", "train-images-idx3-ubyte"),
-    "cifar10": ("cifar-10-batches-py", "data_batch_1"),
+
+@dataclass(frozen=True)
+class FileDataset:
+    """Where torchvision keeps one file-backed dataset under the data root (engine.data loads it from there)."""
+
+    torchvision_class: str
+    """The class in torchvision.datasets that reads it."""
+    folder: str
+    """Its folder under `root`."""
+    probe: str
+    """A file inside `folder` whose absence means the dataset is not there."""
+    idx: bool
+    """MNIST-style idx files under `folder/raw/`, checked for truncation before launch."""
+
+
+FILE_DATASETS = {
+    "mnist": FileDataset("MNIST", "MNIST", "raw/train-images-idx3-ubyte", idx=True),
+    "fashion-mnist": FileDataset("FashionMNIST", "FashionMNIST", "raw/train-images-idx3-ubyte", idx=True),
+    "kmnist": FileDataset("KMNIST", "KMNIST", "raw/train-images-idx3-ubyte", idx=True),
+    "cifar10": FileDataset("CIFAR10", "cifar-10-batches-py", "data_batch_1", idx=False),
 }
+"""Every dataset read from files (the others, digits and synthetic, need none)."""
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
@@ -60,20 +77,20 @@ def data_problem(config: RunConfig) -> str | None:
     """Why the configured data (and file-backed OOD sets) cannot be read, or None."""
     if config.data.download:
         return None
-    names = [config.data.dataset] + [n for n in config.data.ood if n in DATA_FILES]
+    names = [config.data.dataset] + [n for n in config.data.ood if n in FILE_DATASETS]
     for name in names:
-        if name not in DATA_FILES:
+        if name not in FILE_DATASETS:
             continue
-        folder, probe = DATA_FILES[name]
-        where = Path(config.data.root) / folder
-        if not (where / probe).exists():
+        files = FILE_DATASETS[name]
+        where = Path(config.data.root) / files.folder
+        if not (where / files.probe).exists():
             return (
-                f"{name}: no data under {where} (looked for {probe}). Set `download = true` in [data], "
+                f"{name}: no data under {where} (looked for {files.probe}). Set `download = true` in [data], "
                 f"unpack torchvision's files there, or point `root` (--data-root) at them"
             )
-        if name != "cifar10":
+        if files.idx:
             for file in IDX_FILES:
-                problem = idx_problem(where / file)
+                problem = idx_problem(where / "raw" / file)
                 if problem:
                     return f"{name}: {problem}; re-download it (`download = true`) or replace the file"
     return None

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from engine.batches import BatchSource, place
 from engine.config import RunConfig
 from engine.data import Splits, load_ood, load_splits
+from engine.evaluation import member_predictions
+from engine.member import Member, make_member
 from engine.reporter import Reporter
+from engine.run_folder import RunFolder
+from engine.trainer import OneByOne, StepperFactory, Trainer
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -36,16 +41,22 @@ class RankContext:
         return int(self.comm.Get_size())
 
     @property
-    def checkpoint_dir(self) -> Path | None:
-        if self.run_dir is None:
-            return None
-        path = self.run_dir / "checkpoints"
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+    def folder(self) -> RunFolder | None:
+        """The run folder (checkpoints go there); None for a rank that keeps nothing (tests, benchmarks)."""
+        return RunFolder(self.run_dir) if self.run_dir is not None else None
 
     def static_members(self) -> list[int]:
         """Round-robin placement: member i goes to rank i mod size."""
         return list(range(self.rank, self.config.train.members, self.size))
+
+    def make_member(self, index: int, splits: Splits) -> Member:
+        """Member `index` on this rank's device, resumed from its checkpoint when the run folder has one."""
+        return make_member(self.config, splits.shape, splits.num_classes, index, self.device, self.folder)
+
+    def trainer(self, batches: BatchSource, splits: Splits, stepper: StepperFactory = OneByOne) -> Trainer:
+        """The training loop for this rank: its batches, its validation split on its device, its reporter."""
+        val = (place(splits.x_val, self.device), place(splits.y_val, self.device))
+        return Trainer(self.config, batches, self.reporter, val, self.folder, stepper)
 
 
 @dataclass
@@ -56,6 +67,11 @@ class Outcome:
     diverged: dict[int, bool] = field(default_factory=dict)
     splits: Splits | None = None
     eval_sets: dict[str, torch.Tensor] | None = None
+
+    def add(self, member: Member, eval_sets: dict[str, torch.Tensor]) -> None:
+        """Score a trained member on the evaluation sets and keep its predictions."""
+        self.predictions[member.index] = member_predictions(member.model, eval_sets)
+        self.diverged[member.index] = member.diverged
 
 
 def eval_sets_for(splits: Splits, config: RunConfig) -> dict[str, torch.Tensor]:
@@ -89,11 +105,3 @@ def resolve_device(spec: str, rank_devices: list[str], rank: int) -> torch.devic
     if index >= count:
         raise RuntimeError(f"rank {rank} is configured for {spec!r}, but only {count} CUDA device(s) exist")
     return torch.device("cuda", index)
-
-
-def member_args(ctx: RankContext, splits: Splits) -> dict[str, Any]:
-    """Arguments `make_member` needs, the same for every member of the rank."""
-    return {
-        "config": ctx.config, "splits_shape": splits.shape, "classes": splits.num_classes, "device": ctx.device,
-        "checkpoint_dir": ctx.checkpoint_dir,
-    }

@@ -6,7 +6,6 @@ Re-score a finished run with `python -m engine.report runs/<run-id>`.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -18,6 +17,20 @@ import torch
 from engine import uncertainty as U
 from engine.atomic import atomic_write_bytes
 from engine.checkpoint import save_checkpoint
+from engine.report_model import (
+    EnsembleScores,
+    Histogram,
+    MemberScores,
+    OodHistogram,
+    OodResult,
+    ReliabilityBin,
+    Report,
+    Scores,
+    SizePoint,
+    UncertainTestInput,
+    Uncertainty,
+)
+from engine.run_folder import RunFolder
 
 MOST_UNCERTAIN = 12
 
@@ -41,7 +54,7 @@ def load_predictions(path: Path) -> dict[str, Any]:
     return _convert(raw, torch.Tensor, lambda t: t.numpy())
 
 
-def build_report(pred: dict[str, Any]) -> dict[str, Any]:
+def build_report(pred: dict[str, Any]) -> Report:
     """Every figure of the report, computed from a predictions payload."""
     labels = pred["labels"].astype(np.int64)
     members: list[int] = list(pred["members"])
@@ -54,57 +67,54 @@ def build_report(pred: dict[str, Any]) -> dict[str, Any]:
     mean = U.ensemble_mean(test)
     parts = U.decompose(test)
 
-    member_rows = []
-    for k, m in enumerate(members):
-        row: dict[str, Any] = {"member": m, "diverged": m in diverged}
-        row.update(U.scores(sets["test"][k], labels) if m not in diverged else
-                   {"accuracy": None, "nll": None, "brier": None, "ece": None})
-        member_rows.append(row)
-    scored = [r for r in member_rows if not r["diverged"]]
+    member_rows = [
+        MemberScores(member=m, diverged=True) if m in diverged else
+        MemberScores(member=m, **U.scores(sets["test"][k], labels))
+        for k, m in enumerate(members)
+    ]
+    scored = [r for r in member_rows if not r.diverged]
 
-    ood: dict[str, Any] = {}
+    ood: dict[str, OodResult] = {}
     for name, probs in sets.items():
         if not name.startswith("ood:"):
             continue
         out = U.decompose(probs[keep])
-        ood[name.removeprefix("ood:")] = {
-            "auroc_entropy": U.ood_auroc(parts["entropy"], out["entropy"]),
-            "auroc_mi": U.ood_auroc(parts["mutual_information"], out["mutual_information"]),
-            "mean_entropy": float(out["entropy"].mean()),
-            "mean_mutual_information": float(out["mutual_information"].mean()),
-            "entropy_hist": U.histogram({"in_dist": parts["entropy"], "ood": out["entropy"]}),
-        }
+        ood[name.removeprefix("ood:")] = OodResult(
+            auroc_entropy=U.ood_auroc(parts["entropy"], out["entropy"]),
+            auroc_mi=U.ood_auroc(parts["mutual_information"], out["mutual_information"]),
+            mean_entropy=float(out["entropy"].mean()),
+            mean_mutual_information=float(out["mutual_information"].mean()),
+            entropy_hist=OodHistogram(**U.histogram({"in_dist": parts["entropy"], "ood": out["entropy"]})),
+        )
 
     order = np.argsort(-parts["entropy"], kind="stable")[:MOST_UNCERTAIN]
     images = pred.get("images")
     most_uncertain = [
-        {
-            "index": int(i), "label": int(labels[i]), "prediction": int(mean[i].argmax()),
-            "entropy": float(parts["entropy"][i]), "mutual_information": float(parts["mutual_information"][i]),
-            "image": _thumbnail(images[i]) if images is not None else None,
-        }
+        UncertainTestInput(
+            index=int(i), label=int(labels[i]), prediction=int(mean[i].argmax()),
+            entropy=float(parts["entropy"][i]), mutual_information=float(parts["mutual_information"][i]),
+            image=_thumbnail(images[i]) if images is not None else None,
+        )
         for i in order
     ]
-    return {
-        "dataset": pred.get("dataset", ""),
-        "classes": list(pred.get("classes", [])),
-        "members_count": len(members),
-        "diverged": sorted(diverged),
-        "test_size": int(len(labels)),
-        "ensemble": {**U.scores(mean, labels), "reliability": U.reliability(mean, labels)},
-        "members": member_rows,
-        "mean_member": _mean_of(scored),
-        "best_member": min(scored, key=lambda r: r["nll"]),
-        "uncertainty": {k: float(v.mean()) for k, v in parts.items()},
-        "ensemble_size_curve": U.size_curve(test, labels),
-        "in_dist_entropy_hist": U.histogram({"in_dist": parts["entropy"]}),
-        "ood": ood,
-        "most_uncertain": most_uncertain,
-    }
-
-
-def _mean_of(rows: list[dict[str, Any]]) -> dict[str, float]:
-    return {k: float(np.mean([r[k] for r in rows])) for k in ("accuracy", "nll", "brier", "ece")}
+    return Report(
+        dataset=pred.get("dataset", ""),
+        classes=list(pred.get("classes", [])),
+        members_count=len(members),
+        diverged=sorted(diverged),
+        test_size=int(len(labels)),
+        ensemble=EnsembleScores(
+            **U.scores(mean, labels), reliability=[ReliabilityBin(**b) for b in U.reliability(mean, labels)]
+        ),
+        members=member_rows,
+        mean_member=Scores(**{k: float(np.mean([getattr(r, k) for r in scored])) for k in Scores.model_fields}),
+        best_member=min(scored, key=lambda r: r.nll if r.nll is not None else math.inf),
+        uncertainty=Uncertainty(**{k: float(v.mean()) for k, v in parts.items()}),
+        ensemble_size_curve=[SizePoint(**p) for p in U.size_curve(test, labels)],
+        in_dist_entropy_hist=Histogram(**U.histogram({"in_dist": parts["entropy"]})),
+        ood=ood,
+        most_uncertain=most_uncertain,
+    )
 
 
 def _thumbnail(image: np.ndarray) -> list[list[float]]:
@@ -125,47 +135,50 @@ def _f(value: Any, digits: int = 4) -> str:
     return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
-def to_markdown(report: dict[str, Any], title: str = "Uncertainty report") -> str:
+def to_markdown(report: Report, title: str = "Uncertainty report") -> str:
     """report.md: the same figures as report.json, laid out for people."""
-    ens, mean, best = report["ensemble"], report["mean_member"], report["best_member"]
-    lines = [f"# {title}", "", f"{report['members_count']} members on `{report['dataset']}`, "
-             f"{report['test_size']} test inputs.", ""]
-    if report["diverged"]:
-        lines += [f"> **Warning:** members {report['diverged']} diverged and are left out of the ensemble.", ""]
+    ens, mean, best = report.ensemble, report.mean_member, report.best_member
+    lines = [f"# {title}", "", f"{report.members_count} members on `{report.dataset}`, "
+             f"{report.test_size} test inputs.", ""]
+    if report.diverged:
+        lines += [f"> **Warning:** members {report.diverged} diverged and are left out of the ensemble.", ""]
     lines += ["## Ensemble vs members", "", "| | accuracy | NLL | Brier | ECE |", "|---|---|---|---|---|"]
-    for label, row in (("ensemble", ens), ("mean member", mean), (f"best member (#{best['member']})", best)):
-        lines.append(f"| {label} | {_f(row['accuracy'])} | {_f(row['nll'])} | {_f(row['brier'])} | {_f(row['ece'])} |")
-    u = report["uncertainty"]
+    rows: tuple[tuple[str, Scores | MemberScores], ...] = (
+        ("ensemble", ens), ("mean member", mean), (f"best member (#{best.member})", best),
+    )
+    for label, row in rows:
+        lines.append(f"| {label} | {_f(row.accuracy)} | {_f(row.nll)} | {_f(row.brier)} | {_f(row.ece)} |")
+    u = report.uncertainty
     lines += ["", "## Uncertainty (mean over the test set, nats)", "",
-              f"- total predictive entropy: {_f(u['entropy'])}",
-              f"- aleatoric (expected member entropy): {_f(u['aleatoric'])}",
-              f"- epistemic (mutual information): {_f(u['mutual_information'])}", ""]
+              f"- total predictive entropy: {_f(u.entropy)}",
+              f"- aleatoric (expected member entropy): {_f(u.aleatoric)}",
+              f"- epistemic (mutual information): {_f(u.mutual_information)}", ""]
     lines += ["## Ensemble size", "", "| members | accuracy | NLL |", "|---|---|---|"]
-    lines += [f"| {r['size']} | {_f(r['accuracy'])} | {_f(r['nll'])} |" for r in report["ensemble_size_curve"]]
-    if report["ood"]:
+    lines += [f"| {p.size} | {_f(p.accuracy)} | {_f(p.nll)} |" for p in report.ensemble_size_curve]
+    if report.ood:
         lines += ["", "## Out-of-distribution detection (AUROC)", "", "| set | by entropy | by mutual information |",
                   "|---|---|---|"]
-        lines += [f"| {n} | {_f(o['auroc_entropy'], 3)} | {_f(o['auroc_mi'], 3)} |" for n, o in report["ood"].items()]
+        lines += [f"| {n} | {_f(o.auroc_entropy, 3)} | {_f(o.auroc_mi, 3)} |" for n, o in report.ood.items()]
     lines += ["", "## Members", "", "| member | accuracy | NLL | Brier | ECE |", "|---|---|---|---|---|"]
-    for r in report["members"]:
-        flag = " (diverged)" if r["diverged"] else ""
-        lines.append(f"| {r['member']}{flag} | {_f(r['accuracy'])} | {_f(r['nll'])} | {_f(r['brier'])} | {_f(r['ece'])} |")
+    for r in report.members:
+        flag = " (diverged)" if r.diverged else ""
+        lines.append(f"| {r.member}{flag} | {_f(r.accuracy)} | {_f(r.nll)} | {_f(r.brier)} | {_f(r.ece)} |")
     lines += ["", "## Reliability (15 bins)", "", "| confidence bin | count | confidence | accuracy |", "|---|---|---|---|"]
-    lines += [f"| {r['bin_lower']:.2f}–{r['bin_upper']:.2f} | {r['count']} | {_f(r['confidence'], 3)} | "
-              f"{_f(r['accuracy'], 3)} |" for r in ens["reliability"] if r["count"]]
-    classes = report["classes"] or [str(i) for i in range(10)]
+    lines += [f"| {b.bin_lower:.2f}–{b.bin_upper:.2f} | {b.count} | {_f(b.confidence, 3)} | "
+              f"{_f(b.accuracy, 3)} |" for b in ens.reliability if b.count]
+    classes = report.classes or [str(i) for i in range(10)]
     lines += ["", "## Most uncertain test inputs", "", "| test index | label | prediction | entropy |", "|---|---|---|---|"]
-    lines += [f"| {r['index']} | {classes[r['label']]} | {classes[r['prediction']]} | {_f(r['entropy'], 3)} |"
-              for r in report["most_uncertain"]]
+    lines += [f"| {r.index} | {classes[r.label]} | {classes[r.prediction]} | {_f(r.entropy, 3)} |"
+              for r in report.most_uncertain]
     return "\n".join(lines) + "\n"
 
 
-def write_report(run_dir: Path, report: dict[str, Any], title: str) -> tuple[Path, Path]:
+def write_report(run_dir: Path, report: Report, title: str) -> tuple[Path, Path]:
     """report.json and report.md, each written atomically."""
-    json_path, md_path = run_dir / "report.json", run_dir / "report.md"
-    atomic_write_bytes(json_path, json.dumps(report, indent=1).encode())
-    atomic_write_bytes(md_path, to_markdown(report, title).encode())
-    return json_path, md_path
+    folder = RunFolder(run_dir)
+    atomic_write_bytes(folder.report_json, report.to_json().encode())
+    atomic_write_bytes(folder.report_md, to_markdown(report, title).encode())
+    return folder.report_json, folder.report_md
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,13 +186,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m engine.report", description=__doc__)
     parser.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
-    path = args.run_dir / "predictions.pt"
-    if not path.exists():
-        print(f"{path}: no predictions; is {args.run_dir} a finished run?", file=sys.stderr)
+    folder = RunFolder(args.run_dir)
+    if not folder.predictions.exists():
+        print(f"{folder.predictions}: no predictions; is {args.run_dir} a finished run?", file=sys.stderr)
         return 2
-    report = build_report(load_predictions(path))
-    json_path, _ = write_report(args.run_dir, report, f"Uncertainty report — {args.run_dir.name}")
-    print(f"wrote {json_path} and report.md")
+    report = build_report(load_predictions(folder.predictions))
+    json_path, md_path = write_report(folder.path, report, f"Uncertainty report — {folder.name}")
+    print(f"wrote {json_path} and {md_path.name}")
     return 0
 
 

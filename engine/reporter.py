@@ -18,7 +18,8 @@ from typing import IO, TYPE_CHECKING
 from engine import events as ev
 
 if TYPE_CHECKING:
-    from engine.trainer import Member
+    from engine.member import Member
+    from engine.utilization import ProcessSampler
 
 STEP_INTERVAL_S = 0.25
 
@@ -127,22 +128,39 @@ def hello(reporter: Reporter, token: str, size: int, device: str, strategy: str,
 
 
 class UtilSampler(threading.Thread):
-    """Samples this process's CPU and memory (and its GPU via NVML) about once a second."""
+    """Samples this process's CPU and memory (and its GPU via NVML) about once a second.
 
-    def __init__(self, reporter: Reporter, gpu_index: int | None, interval: float = 1.0) -> None:
+    A reading that fails (an NVML error, a psutil one) is reported once as a warning and sampling goes
+    on without the GPU part; only a second failure without it, or a closed socket, ends the thread.
+    """
+
+    def __init__(
+        self, reporter: Reporter, gpu_index: int | None, interval: float = 1.0, sampler: ProcessSampler | None = None,
+    ) -> None:
         super().__init__(name="util-sampler", daemon=True)
         self.reporter, self.gpu_index, self.interval = reporter, gpu_index, interval
+        self.sampler = sampler
         self.stopped = threading.Event()
 
     def run(self) -> None:
         from engine.utilization import ProcessSampler
 
-        sampler = ProcessSampler(self.gpu_index)
-        while not self.stopped.wait(self.interval):
-            try:
-                self.reporter.send(ev.Util(**sampler.sample()))
-            except OSError:
-                return
+        sampler = self.sampler or ProcessSampler(self.gpu_index)
+        try:
+            while not self.stopped.wait(self.interval):
+                try:
+                    reading = sampler.sample()
+                except Exception as err:  # noqa: BLE001 - any reading error is reported, never fatal to training
+                    if sampler.gpu is None:
+                        self.reporter.log(f"utilization sampling stopped: {err!r}", "warning")
+                        return
+                    sampler.gpu = None
+                    self.reporter.log(f"GPU utilization sampling failed ({err!r}); going on with CPU and memory only",
+                                      "warning")
+                    continue
+                self.reporter.send(ev.Util(**reading))
+        except OSError:
+            return  # the launcher's socket is gone: nobody is listening any more
 
     def stop(self) -> None:
         self.stopped.set()

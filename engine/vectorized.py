@@ -4,17 +4,17 @@ The members' parameters are stacked along a new leading dimension (`stack_module
 `vmap`-ed `functional_call` runs all K forwards on the shared batch, the K per-member mean losses are
 summed for one backward (each member's gradient is exactly the gradient of its own loss), and one
 optimizer steps every stacked tensor. SGD and Adam are elementwise, so that one step is K independent
-steps: the members come out as they would from the batch-major loop in `engine.trainer`, up to float
-noise. Between epochs the stacked weights and optimizer state are written back into each `Member`, so
-checkpoints, evaluation and predictions use the ordinary per-member code.
+steps: the members come out as they would from `engine.trainer.OneByOne`, up to float noise.
+`StackedMembers` is a stepper of the one training loop (`engine.trainer.Trainer`); at each epoch's end
+the stacked weights and optimizer state are written back into each `Member`, so checkpoints, evaluation
+and predictions use the ordinary per-member code.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -22,15 +22,18 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
+from engine.batches import BatchSource
 from engine.config import RunConfig, TrainConfig
+from engine.layout import prefer_layout
+from engine.member import Member, make_optimizer
 from engine.models import build_model
-from engine.trainer import BatchSource, Hooks, Member, end_epoch, finish_members, make_optimizer, prefer_layout
+from engine.trainer import OneByOne, Stepper
 
 # --------------------------------------------------------------------------- the stacked model
 
 
 class StackedMembers:
-    """Members' weights and optimizer state as stacked tensors; `step` trains all of them on one batch."""
+    """Members' weights and optimizer state as stacked tensors; `step` trains all of them on one batch (a stepper)."""
 
     def __init__(self, members: Sequence[Member], train: TrainConfig) -> None:
         if not members:
@@ -103,6 +106,12 @@ class StackedMembers:
                 named_buffers[name].copy_(stacked[k])
 
 
+def vectorized(members: Sequence[Member], train: TrainConfig) -> Stepper:
+    """The fused strategy's stepper: a stack of the members, or the plain path for a lone member
+    (a one-member stack would only add vmap's cost)."""
+    return StackedMembers(members, train) if len(members) > 1 else OneByOne(members)
+
+
 # --------------------------------------------------------------------------- how many fit
 
 
@@ -168,13 +177,13 @@ def measured_chunk(config: RunConfig, shape: tuple[int, int, int], classes: int,
             models = [prefer_layout(build_model(config.model.name, shape, classes).to(device), device)
                       for _ in range(k)]
         members = [Member(i, m, make_optimizer(m.parameters(), config.train)) for i, m in enumerate(models)]
-        step = _plain_step(members[0], x, y) if k == 1 else _stacked_step(StackedMembers(members, config.train), x, y)
+        stepper = vectorized(members, config.train)
         for _ in range(2):  # warm-up: allocator, oneDNN primitive caches, cuDNN autotune
-            step()
+            stepper.step(x, y)
         _sync(device)
         start = time.perf_counter()
         for _ in range(steps):
-            step()
+            stepper.step(x, y)
         _sync(device)
         rates[k] = steps * k * len(y) / max(time.perf_counter() - start, 1e-9)
         if k > 1 and rates[k] < 0.8 * max(rates.values()):
@@ -183,71 +192,6 @@ def measured_chunk(config: RunConfig, shape: tuple[int, int, int], classes: int,
     return max(rates, key=lambda kk: rates[kk]), rates
 
 
-def _plain_step(member: Member, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    def step() -> None:
-        member.optimizer.zero_grad(set_to_none=True)
-        F.cross_entropy(member.model(x), y).backward()
-        member.optimizer.step()
-
-    return step
-
-
-def _stacked_step(stack: StackedMembers, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    def step() -> None:
-        stack.step(x, y)
-
-    return step
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-# --------------------------------------------------------------------------- the loop
-
-
-def train_fused(
-    members: Sequence[Member], batches: BatchSource, val: tuple[torch.Tensor, torch.Tensor] | None,
-    epochs: int, hooks: Hooks, checkpoint_dir: Path | None, config: RunConfig,
-) -> None:
-    """`engine.trainer.train_members`, vectorized: each batch trains every live member in one step.
-
-    The same events in the same order per member (member_start, step, epoch, member_done), the same
-    checkpoints; `fused` in each step event says how many members that step trained.
-    """
-    start_epoch = min((m.epochs_done for m in members), default=epochs)
-    for m in members:
-        m.started = time.perf_counter()
-        hooks.on_member_start(m.index)
-    stack: StackedMembers | None = None
-    for epoch in range(start_epoch, epochs):
-        active = [m for m in members if m.epochs_done == epoch and not m.diverged]
-        if not active:
-            continue
-        if stack is None or [m.index for m in stack.members] != [m.index for m in active]:
-            # Members that diverged (or, after a resume, are at another epoch) leave the stack.
-            stack = StackedMembers(active, config.train)
-        k = stack.size
-        loss_sums = torch.zeros(k, device=next(iter(stack.params.values())).device)
-        seen = 0
-        t_epoch = time.perf_counter()
-        t_mark, seen_mark = t_epoch, 0
-        for step, (x, y) in enumerate(batches.epoch(epoch)):
-            losses = stack.step(x, y)
-            loss_sums += losses * len(y)
-            due = [j for j, m in enumerate(active) if hooks.wants_step(m.index)]
-            if due:
-                values = losses.tolist()  # one device sync for all the members that report
-                now = time.perf_counter()
-                rate = (seen + len(y) - seen_mark) / max(now - t_mark, 1e-9)
-                for j in due:
-                    hooks.on_step(active[j].index, epoch, step, batches.steps, values[j], rate * k, k)
-                t_mark, seen_mark = now, seen + len(y)
-            seen += len(y)
-        seconds = time.perf_counter() - t_epoch
-        stack.write_back()
-        train_losses = (loss_sums / max(seen, 1)).tolist()
-        for m, train_loss in zip(active, train_losses, strict=True):
-            end_epoch(m, epoch, train_loss, val, seconds, hooks, checkpoint_dir, config)
-    finish_members(members, hooks, checkpoint_dir)

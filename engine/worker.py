@@ -19,11 +19,12 @@ import numpy as np
 from engine import events as ev
 from engine.config import RunConfig, load_config
 from engine.events import ENDPOINT_ENV, TOKEN_ENV
-from engine.placement import announced_members, ranks_on_host
+from engine.placement import announced_members, placement_warning, ranks_on_host
 from engine.rank import Outcome, RankContext, resolve_device
 from engine.report import build_report, save_predictions, write_report
 from engine.reporter import Reporter, UtilSampler, connect_sink, hello
-from engine.trainer import clamp_threads
+from engine.run_folder import RunFolder
+from engine.threads import set_compute_mode
 
 
 def run_strategy(ctx: RankContext) -> Outcome:
@@ -54,16 +55,16 @@ def finish(ctx: RankContext, outcome: Outcome) -> None:
         "images": (splits.x_test * splits.std + splits.mean).cpu().numpy(),
         "sets": {name: np.stack([predictions[m][name] for m in members]) for name in eval_sets},
     }
-    path = ctx.run_dir / "predictions.pt"
-    save_predictions(path, payload)
-    ctx.reporter.send(ev.PredictionsSaved(path=str(path), members=members))
+    folder = RunFolder(ctx.run_dir)
+    save_predictions(folder.predictions, payload)
+    ctx.reporter.send(ev.PredictionsSaved(path=str(folder.predictions), members=members))
     report = build_report(payload)
-    json_path, md_path = write_report(ctx.run_dir, report, f"Uncertainty report — {ctx.run_dir.name}")
-    ens = report["ensemble"]
+    json_path, md_path = write_report(folder.path, report, f"Uncertainty report — {folder.name}")
     ctx.reporter.send(
         ev.ReportSaved(
-            json_path=str(json_path), md_path=str(md_path), accuracy=ens["accuracy"], nll=ens["nll"], ece=ens["ece"],
-            mutual_information=report["uncertainty"]["mutual_information"],
+            json_path=str(json_path), md_path=str(md_path), accuracy=report.ensemble.accuracy,
+            nll=report.ensemble.nll, ece=report.ensemble.ece,
+            mutual_information=report.uncertainty.mutual_information,
         )
     )
 
@@ -78,11 +79,13 @@ def run_rank(comm: object, config: RunConfig, run_dir: Path | None, reporter: Re
     reporter.device, reporter.epochs = str(device), config.train.epochs
     ctx = RankContext(comm, config, device, reporter, run_dir)  # type: ignore[arg-type]
     placed = announced_members(ctx)
-    # Clamp before hello so it reports the threads really used; the warning can only follow the hello.
-    clamped: list[str] = []
-    threads = clamp_threads(config.parallel.threads_per_rank, ranks_on_host(comm), clamped.append if rank == 0 else None)
+    # Set threads before hello so it reports the threads really used; warnings can only follow the hello.
+    warnings: list[str] = []
+    threads = set_compute_mode(config.parallel, ranks_on_host(comm), warnings.append if rank == 0 else None)
     hello(reporter, token, size, str(device), config.parallel.strategy, placed, threads)
-    for message in clamped:
+    if rank == 0 and (why := placement_warning(ctx)):
+        warnings.append(why)
+    for message in warnings:
         reporter.log(message, "warning")
     sampler = UtilSampler(reporter, device.index if device.type == "cuda" else None)
     sampler.start()

@@ -6,7 +6,6 @@ MPI, and imports the launcher itself lazily, so the app opens fast.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ from textual.app import App
 from textual.binding import Binding
 
 from engine.config import ConfigError, RunConfig, load_config
+from engine.report_model import ReportError
+from engine.run_folder import RunFolder
 from ens_tui.dialogs.confirm_quit import ConfirmQuit
 from ens_tui.dialogs.help import HelpScreen
 from ens_tui.presets import discover
@@ -86,11 +87,15 @@ class EnsTuiApp(App[int]):
 
         config: RunConfig | None
         try:
-            config = load_config(run_dir / "config.toml")
+            config = load_config(RunFolder(run_dir).config)
         except ConfigError:
             config = None
         self.push_screen(RunScreen(config, events=rundir.read_events(run_dir), run_dir=run_dir))
-        report = rundir.read_report(run_dir)
+        try:
+            report = rundir.read_report(run_dir)
+        except ReportError as err:
+            self.notify(str(err), title="Cannot show the report", severity="error")
+            return
         if report is not None:
             self.push_screen(ReportScreen(report, run_dir, config))
 
@@ -102,7 +107,11 @@ class EnsTuiApp(App[int]):
     def _report(self, message: RunScreen.ReportAvailable) -> None:
         from ens_tui import rundir
 
-        report = rundir.read_report(message.run_dir)
+        try:
+            report = rundir.read_report(message.run_dir)
+        except ReportError as err:
+            self.notify(str(err), title="Cannot show the report", severity="error")
+            return
         if report is None:
             self.notify(f"no report.json in {message.run_dir}", severity="warning")
             return
@@ -148,10 +157,7 @@ class EnsTuiApp(App[int]):
 
 
 def run_app(config_paths: list[Path], *, mpiexec: str | None, show: Path | None) -> int:
-    """The CLI's entry to the TUI; returns the process exit status."""
-    if show is not None and not (Path(show) / "events.jsonl").is_file():
-        print(f"ens-tui show: {show}: not a run folder (no events.jsonl)", file=sys.stderr)
-        return 2
+    """The CLI's entry to the TUI (which has checked its arguments); returns the process exit status."""
     app = EnsTuiApp(config_paths, mpiexec=mpiexec, show=show)
     result: Any = app.run()
     return int(result or app.return_code or 0)

@@ -14,34 +14,43 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, NoReturn
 
-from engine.config import STRATEGIES, ConfigError, RunConfig, load_config, with_overrides
+from engine.config import OVERRIDES, ConfigError, RunConfig, load_config, resume_overrides, with_overrides
+from engine.run_folder import RunFolder, is_run_dir
 
 EXIT_USAGE = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line naming it (and `--help` says what is allowed)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ens-tui", description="Train a deep ensemble on MPI ranks and watch it live.",
         epilog="Subcommands: `ens-tui show RUN_DIR` replays a run; `ens-tui bench --help` benchmarks.",
     )
     parser.add_argument("configs", nargs="*", type=Path, help="config files to list first in the dashboard")
     parser.add_argument("--run-config", type=Path, metavar="TOML", help="run this config headless (no dashboard)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="with --run-config: validate and show the plan (ranks, devices, command), launch nothing")
+                        help="with --run-config or --resume: validate and show the plan, launch nothing")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                        help="continue an interrupted or failed run from each member's last completed epoch")
+                        help="continue an interrupted or failed run from each member's last completed epoch "
+                             "(--ranks, --strategy, --deterministic, --data-root and a larger --epochs apply)")
     over = parser.add_argument_group("overrides (applied to the config)")
-    over.add_argument("--ranks", help="N (CPU ranks) or device:count[,…], e.g. cpu:2,cuda:1")
-    over.add_argument("--members", type=int)
-    over.add_argument("--epochs", type=int)
-    over.add_argument("--batch-size", type=int)
-    over.add_argument("--strategy", choices=STRATEGIES)
-    over.add_argument("--dataset")
-    over.add_argument("--data-root", help="torchvision root of the file-backed datasets")
-    over.add_argument("--limit", type=int, help="use at most this many training samples")
-    over.add_argument("--output-dir", help="where run folders go (default: the config's output_dir)")
-    over.add_argument("--seed", type=int)
+    for o in OVERRIDES:
+        if o.type is bool:
+            over.add_argument(o.flag, action="store_true", default=None, help=o.help)
+            continue
+        choices = o.choices()
+        # Choices are checked by the config (one line naming the field), argparse only lists them.
+        metavar = "{" + ",".join(choices) + "}" if choices else None
+        over.add_argument(o.flag, type=o.type, metavar=metavar, help=o.help)
     mpi = parser.add_argument_group("MPI")
     mpi.add_argument("--mpiexec", help="mpiexec to use (default: $ENS_TUI_MPIEXEC, the mpich wheel's, PATH)")
     mpi.add_argument("--bind", default="127.0.0.1",
@@ -50,13 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(parser: argparse.ArgumentParser, args: argparse.Namespace, path: Path | None) -> RunConfig:
-    config = load_config(path) if path is not None else RunConfig()
-    return with_overrides(
-        config, ranks=args.ranks, members=args.members, epochs=args.epochs, batch_size=args.batch_size,
-        strategy=args.strategy, dataset=args.dataset, data_root=args.data_root, limit=args.limit,
-        output_dir=args.output_dir, seed=args.seed,
-    )
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The overrides given on the command line, by keyword (absent ones left out)."""
+    given = {o.dest: getattr(args, o.dest) for o in OVERRIDES}
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def _error(message: str) -> int:
@@ -68,25 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
         # The benchmark imports torch, so it runs in the engine's own process.
-        return subprocess.call([sys.executable, "-m", "engine.bench", *argv[1:]])
+        return subprocess.call([sys.executable, "-m", "bench.seed_workload", *argv[1:]])
     if argv[:1] == ["show"]:
         return _show(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     try:
         if args.resume is not None:
-            from ens_tui.headless import run_headless
-            from ens_tui.rundir import RunDirError, check_resumable
-
-            try:
-                check_resumable(args.resume)
-            except RunDirError as err:
-                return _error(str(err))
-            config = load_config(args.resume / "config.toml")
-            return run_headless(config, mpiexec=args.mpiexec, bind=args.bind, hostfile=args.hostfile,
-                                resume=args.resume)
+            return _resume(args)
         if args.run_config is not None:
-            config = _config(parser, args, args.run_config)
+            config = with_overrides(load_config(args.run_config), **_overrides(args))
             if args.dry_run:
                 return _dry_run(config, args.mpiexec)
             from ens_tui.headless import run_headless
@@ -94,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_headless(config, mpiexec=args.mpiexec, bind=args.bind, hostfile=args.hostfile)
         for path in args.configs:
             load_config(path)  # fail fast, before the screen takes over
+        given = [o.flag for o in OVERRIDES if o.dest in _overrides(args)] + ["--dry-run"] * args.dry_run
+        if given:
+            return _error(f"{given[0]} needs --run-config TOML or --resume RUN_DIR (the dashboard sets runs up "
+                          "on its setup screen)")
     except ConfigError as err:
         return _error(str(err))
     from ens_tui.app import run_app
@@ -101,8 +102,47 @@ def main(argv: list[str] | None = None) -> int:
     return run_app(list(args.configs), mpiexec=args.mpiexec, show=None)
 
 
-def _dry_run(config: RunConfig, mpiexec: str | None) -> int:
-    """Everything a launch would check and do, short of starting ranks."""
+def _resume(args: argparse.Namespace) -> int:
+    """Continue a run folder with the overrides a resume can honour; anything else is refused, the folder untouched.
+
+    The ranks read the folder's config.toml, so the launcher rewrites it (atomically, just before it starts
+    them) when an honoured override changed it; a refusal or a dry run writes nothing.
+    """
+    from ens_tui.rundir import RunDirError, check_resumable
+
+    if args.run_config is not None or args.configs:
+        return _error("--resume continues a run with its own config.toml; drop --run-config and config paths")
+    folder = RunFolder(args.resume)
+    try:
+        info = check_resumable(folder.path)
+        saved = load_config(folder.config)
+        config = resume_overrides(saved, **_overrides(args))
+    except (RunDirError, ConfigError) as err:
+        return _error(str(err))
+    if args.dry_run:
+        changes = _changes(saved, config)
+        print(f"would resume {folder.path} (status {info.get('status', 'unknown')}); "
+              + (f"config.toml changes: {'; '.join(changes)}" if changes else "config.toml unchanged"))
+        return _dry_run(config, args.mpiexec, run_dir=folder.path)
+    from ens_tui.headless import run_headless
+
+    return run_headless(config, mpiexec=args.mpiexec, bind=args.bind, hostfile=args.hostfile, resume=folder.path)
+
+
+def _changes(before: RunConfig, after: RunConfig) -> list[str]:
+    """`section.field old → new` for every top-level field of each section that differs."""
+    old, new = before.model_dump(mode="json"), after.model_dump(mode="json")
+    out = []
+    for key in new:
+        if isinstance(new[key], dict):
+            out += [f"{key}.{f} {old[key][f]!r} → {v!r}" for f, v in new[key].items() if old[key][f] != v]
+        elif old[key] != new[key]:
+            out.append(f"{key} {old[key]!r} → {new[key]!r}")
+    return out
+
+
+def _dry_run(config: RunConfig, mpiexec: str | None, run_dir: Path | None = None) -> int:
+    """Everything a launch would check and do, short of starting ranks (or writing anything)."""
     from ens_tui.launcher import LaunchError, find_mpiexec, setup_problem
 
     problem = setup_problem(config)
@@ -116,20 +156,22 @@ def _dry_run(config: RunConfig, mpiexec: str | None) -> int:
     print(f"{config.name}: {t.members} × {config.model.name} on {config.data.dataset}, {t.epochs} epoch(s), "
           f"batch {t.batch_size}, {t.optimizer} lr {t.lr}")
     print(f"strategy {p.strategy}, placement {p.placement}, {p.world_size} rank(s): {', '.join(p.rank_devices())}, "
-          f"{p.threads_per_rank} thread(s) each")
-    print(f"would run: {found} -n {p.world_size} {sys.executable} -m mpi4py -m engine.worker --run-dir "
-          f"{config.output_dir}/<run-id>")
+          f"{p.threads_per_rank} thread(s) each" + (", deterministic" if p.deterministic else ""))
+    target = run_dir if run_dir is not None else f"{config.output_dir}/<run-id>"
+    print(f"would run: {found} -n {p.world_size} {sys.executable} -m mpi4py -m engine.worker --run-dir {target}")
     return 0
 
 
 def _show(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="ens-tui show", description="Replay a finished or failed run.")
+    parser = _Parser(prog="ens-tui show", description="Replay a finished or failed run.")
     parser.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
-    from ens_tui.rundir import is_run_dir
-
-    if not is_run_dir(args.run_dir):
-        return _error(f"{args.run_dir}: not a run folder (expected run.json and config.toml inside)")
+    folder = RunFolder(args.run_dir)
+    if not is_run_dir(folder.path):
+        return _error(f"{folder.path}: not a run folder (expected {folder.info.name} and {folder.config.name} inside)")
+    if not folder.events.is_file():
+        return _error(f"{folder.path}: no {folder.events.name} to replay (its ranks never started); "
+                      f"see {folder.info.name} and {folder.mpiexec_log.name}")
     from ens_tui.app import run_app
 
     return run_app([], mpiexec=None, show=args.run_dir)

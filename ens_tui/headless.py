@@ -10,99 +10,128 @@ import asyncio
 import signal
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console, Group
 from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from engine import events as ev
 from engine.config import RunConfig
+from engine.report_model import MemberScores, Report, ReportError, Scores
+from engine.run_folder import RunFolder
 from ens_tui.launcher import Launcher, LaunchError
+from ens_tui.run_state import Level, RankState, RunState
 from ens_tui.rundir import read_report
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+LEVEL_STYLE: dict[Level, str] = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold red"}
 
 
 class HeadlessView:
-    """Turns events into Rich progress bars (or log lines when not on a terminal)."""
+    """Folds every event through a RunState (the dashboard's own fold) and draws Rich bars from it.
+
+    Off a terminal the bars stay hidden and the log lines RunState produces, plus one line per epoch, are
+    printed instead.
+    """
 
     def __init__(self, config: RunConfig, console: Console) -> None:
         self.config, self.console = config, console
+        self.state = RunState(config=config)
         self.live = console.is_terminal
         self.progress = Progress(
             TextColumn("{task.description}", style="bold"), BarColumn(bar_width=None),
             TextColumn("{task.percentage:>3.0f}%"), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), TimeRemainingColumn(), console=console, expand=True,
         )
-        total = config.train.members * config.train.epochs
-        self.overall = self.progress.add_task("ensemble", total=total, info=f"{config.train.members} members")
+        self._total = config.train.members * config.train.epochs
+        self.overall = self.progress.add_task("ensemble", total=self._total, info=f"{config.train.members} members")
         self.ranks: dict[int, TaskID] = {}
+        self._shown_member: dict[int, int | None] = {}
         for rank in range(config.parallel.world_size):
             self._rank_task(rank)
-        self.rates: dict[int, float] = {}
 
     def _rank_task(self, rank: int) -> TaskID:
         if rank not in self.ranks:
             self.ranks[rank] = self.progress.add_task(f"rank {rank}", total=1, info="starting")
+            self._shown_member[rank] = None
         return self.ranks[rank]
 
     def handle(self, event: ev.Event) -> None:
-        rank = event.rank
-        if isinstance(event, ev.Hello):
-            self.progress.update(self._rank_task(event.rank or 0), description=f"rank {event.rank} {event.device}")
-        elif isinstance(event, ev.Step) and rank is not None:
-            self.rates[rank] = event.samples_per_s
-            total_rate = sum(self.rates.values())
-            self.progress.update(
-                self._rank_task(rank), total=event.steps, completed=event.step + 1,
-                info=f"member {event.member} · epoch {event.epoch + 1} · loss {event.loss:.3f} · "
-                     f"{event.samples_per_s:,.0f} samples/s",
-            )
-            self.progress.update(self.overall, info=f"{total_rate:,.0f} samples/s in total")
-        elif isinstance(event, ev.Epoch):
-            self.progress.advance(self.overall)
-            if rank is not None:
-                self.progress.update(self._rank_task(rank), total=1, completed=1)
+        """Fold one event in, redraw the bars, and print what it says."""
+        entries = self.state.apply(event)
+        self._draw()
+        if isinstance(event, ev.Epoch):
             val = f", val acc {event.val_accuracy:.3f}, val NLL {event.val_nll:.3f}" if event.val_accuracy is not None else ""
-            self._line(f"rank {rank} · member {event.member} · epoch {event.epoch + 1}/{event.epochs} · "
+            self._line(f"rank {event.rank} · member {event.member} · epoch {event.epoch + 1}/{event.epochs} · "
                        f"train loss {event.train_loss:.4f}{val} · {event.seconds:.1f}s")
-        elif isinstance(event, ev.MemberDone):
-            state = "[red]diverged[/]" if event.diverged else "done"
-            self._line(f"rank {rank} · member {event.member} {state} in {event.seconds:.1f}s")
-        elif isinstance(event, ev.Log):
-            style = {"warning": "yellow", "error": "red"}.get(event.level, "dim")
-            self.console.print(f"[{style}]rank {rank}: {escape(event.message)}[/]")
-        elif isinstance(event, ev.Error):
-            where = f"rank {rank}" if rank is not None else "launcher"
-            self.console.print(f"[bold red]{where} failed: {escape(event.message)}[/]")
-            if event.traceback:
-                self.console.print(event.traceback.rstrip(), style="red", markup=False, highlight=False)
+        if isinstance(event, ev.RunDone):
+            return  # run_headless says how the run ended, with where to look
+        for entry in entries:
+            style = LEVEL_STYLE[entry.level]
+            self.console.print(Text(f"{entry.source}: {entry.text}", style=style), highlight=False, soft_wrap=True)
+
+    def _draw(self) -> None:
+        """Every bar from the state: one per rank, the overall one with the live ranks' total throughput."""
+        state = self.state
+        done = state.members_done()
+        self.progress.update(
+            self.overall, completed=state.progress * self._total,
+            info=f"{done}/{state.total_members} members · {state.total_samples_per_s:,.0f} samples/s in total",
+        )
+        for rank in state.ranks.values():
+            self._draw_rank(rank)
+
+    def _draw_rank(self, r: RankState) -> None:
+        task = self._rank_task(r.rank)
+        member = self.state.members.get(r.member) if r.member is not None else None
+        if r.member != self._shown_member[r.rank]:
+            self.progress.reset(task, total=1)  # a new member: its own elapsed time and ETA
+            self._shown_member[r.rank] = r.member
+        description = f"rank {r.rank} {r.device}" if r.device != "?" else f"rank {r.rank}"
+        if r.status in ("done", "failed", "stopped"):
+            info = f"{r.status} · {r.members_done} member(s) trained"
+        elif member is None:
+            info = r.status
+        elif member.done:
+            info = f"member {member.member} {'diverged' if member.diverged else 'done'}"
+        else:
+            epoch = f" · epoch {r.epoch + 1}" if r.epoch is not None else ""
+            loss = f" · loss {r.loss:.3f}" if r.loss is not None else ""
+            info = f"member {member.member}{epoch}{loss} · {r.samples_per_s:,.0f} samples/s"
+        fraction = member.fraction if member is not None else 0.0
+        self.progress.update(task, description=description, completed=fraction, info=info)
 
     def _line(self, text: str) -> None:
         if not self.live:
             self.console.print(text, highlight=False, soft_wrap=True)
 
 
-def report_summary(report: dict[str, Any]) -> Table:
+def report_summary(report: Report) -> Table:
     """The report's headline: ensemble vs mean and best member, uncertainty, OOD."""
     table = Table(title="Uncertainty report (test split)", title_justify="left")
     for column in ("", "accuracy", "NLL", "Brier", "ECE"):
         table.add_column(column, justify="right" if column else "left")
-    best = report["best_member"]
-    for label, row in (("ensemble", report["ensemble"]), ("mean member", report["mean_member"]),
-                       (f"best member (#{best['member']})", best)):
-        table.add_row(label, *(f"{row[k]:.4f}" for k in ("accuracy", "nll", "brier", "ece")))
-    u = report["uncertainty"]
+    best = report.best_member
+    rows: tuple[tuple[str, Scores | MemberScores], ...] = (
+        ("ensemble", report.ensemble), ("mean member", report.mean_member), (f"best member (#{best.member})", best),
+    )
+    for label, row in rows:
+        table.add_row(label, *(_score(getattr(row, k)) for k in ("accuracy", "nll", "brier", "ece")))
+    u = report.uncertainty
     table.caption = (
-        f"entropy {u['entropy']:.4f} = aleatoric {u['aleatoric']:.4f} + mutual information {u['mutual_information']:.4f}"
-        + "".join(f"\nOOD {name}: AUROC {o['auroc_entropy']:.3f} by entropy, {o['auroc_mi']:.3f} by MI"
-                  for name, o in report["ood"].items())
+        f"entropy {u.entropy:.4f} = aleatoric {u.aleatoric:.4f} + mutual information {u.mutual_information:.4f}"
+        + "".join(f"\nOOD {name}: AUROC {o.auroc_entropy:.3f} by entropy, {o.auroc_mi:.3f} by MI"
+                  for name, o in report.ood.items())
     )
     table.caption_justify = "left"
     return table
+
+
+def _score(value: float | None) -> str:
+    return "–" if value is None else f"{value:.4f}"
 
 
 async def _run(launcher: Launcher, view: HeadlessView, console: Console) -> ev.RunDone | None:
@@ -155,8 +184,13 @@ def run_headless(config: RunConfig, *, mpiexec: str | None = None, console: Cons
     if done.status == "interrupted":
         console.print(f"[yellow]run interrupted[/] after {done.seconds:.1f}s; folder: {launcher.run_dir}")
         return EXIT_INTERRUPTED
-    report = read_report(launcher.run_dir)
+    folder = RunFolder(launcher.run_dir)
+    try:
+        report = read_report(folder.path)
+    except ReportError as err:
+        console.print(f"[bold red]ens-tui:[/] {escape(str(err))}", highlight=False)
+        return EXIT_FAILED
     if report is not None:
         console.print(report_summary(report))
-    console.print(f"finished in {done.seconds:.1f}s · report: {launcher.run_dir / 'report.md'}", highlight=False)
+    console.print(f"finished in {done.seconds:.1f}s · report: {folder.report_md}", highlight=False)
     return EXIT_OK

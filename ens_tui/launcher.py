@@ -21,15 +21,19 @@ from pathlib import Path
 import psutil
 
 from engine import events as ev
+from engine.atomic import atomic_write_text
 from engine.config import RunConfig
 from engine.events import ENDPOINT_ENV, TOKEN_ENV
 from engine.preflight import setup_problem
+from engine.run_folder import RunFolder
 from ens_tui.rundir import EventLog, RunDirError, check_resumable, create_run_dir, read_run_info, write_run_info
 from ens_tui.server import Disconnected, EventServer
 
 MPIEXEC_ENV = "ENS_TUI_MPIEXEC"
 VANISHED_GRACE_S = 3.0
 STOP_GRACE_S = 3.0
+DRAIN_S = 3.0
+"""After mpiexec exits, how long frames still in flight may take to arrive (ends early once every rank hung up)."""
 
 __all__ = ["LaunchError", "Launcher", "find_mpiexec", "setup_problem"]
 
@@ -97,6 +101,9 @@ class Launcher:
         self.proc: asyncio.subprocess.Process | None = None
         self._stop_requested = False
         self._started = 0.0
+        self._deadline: float | None = None
+        self._goodbyes: set[int] = set()
+        self._hung_up: set[int] = set()
 
     # ------------------------------------------------------------------ start
     async def start(self) -> Path:
@@ -113,10 +120,15 @@ class Launcher:
         except (OSError, RunDirError) as err:
             raise LaunchError(str(err)) from None
         self.run_dir = self.run_dir.resolve()
+        folder = RunFolder(self.run_dir)
         token = secrets.token_hex(32)
         size = self.config.parallel.world_size
         self.server = EventServer(token, size, self.config.train.members, host=self.bind)
-        endpoint = await self.server.start()
+        try:
+            endpoint = await self.server.start()
+        except OSError as err:
+            self._forget_new_run_dir()
+            raise LaunchError(f"--bind {self.bind}: cannot listen there ({err.strerror or err})") from None
         command = [mpiexec, "-n", str(size)]
         if self.hostfile:
             command += ["-hostfile", self.hostfile]
@@ -126,8 +138,11 @@ class Launcher:
             TOKEN_ENV: token, ENDPOINT_ENV: endpoint, "PYTHONUNBUFFERED": "1",
             "OMP_NUM_THREADS": str(self.config.parallel.threads_per_rank),
         })
-        self._log = open(self.run_dir / "mpiexec.log", "ab")  # noqa: SIM115
-        self._events = EventLog(self.run_dir)
+        saved_config = folder.config.read_text() if self._given_run_dir else None
+        if saved_config is not None and saved_config != self.config.to_toml():
+            # A resume with honoured overrides (ranks, strategy, epochs, data root): the ranks read this file.
+            atomic_write_text(folder.config, self.config.to_toml())
+        self._log = open(folder.mpiexec_log, "ab")  # noqa: SIM115
         self._started = time.time()
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -137,12 +152,11 @@ class Launcher:
         except OSError as err:
             await self.server.close()
             self._log.close()
-            self._events.close()
-            if self._given_run_dir:
-                write_run_info(self.run_dir, status="failed", reason=f"cannot start {mpiexec}: {err.strerror}")
-            else:
-                shutil.rmtree(self.run_dir)  # nothing ran: a refused launch leaves no folder behind
+            if saved_config is not None:
+                atomic_write_text(folder.config, saved_config)  # nothing ran: a resumed run keeps its config
+            self._forget_new_run_dir()
             raise LaunchError(f"cannot start {mpiexec}: {err.strerror}") from None
+        self._events = EventLog(self.run_dir)
         self.status = "running"
         resumes = read_run_info(self.run_dir).get("resumes", -1) + 1 if self._given_run_dir else 0
         write_run_info(
@@ -151,49 +165,42 @@ class Launcher:
         )
         return self.run_dir
 
+    def _forget_new_run_dir(self) -> None:
+        """Nothing ran: a refused new run leaves no folder behind (a resumed one keeps its own, as it was)."""
+        if not self._given_run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
     # ------------------------------------------------------------------ events
     async def events(self) -> AsyncIterator[ev.Event]:
         """Every accepted event in order, then one RunDone; cleans up however the loop is left."""
         assert self.server is not None and self.proc is not None, "call start() first"
         server, proc = self.server, self.proc
         exited = asyncio.ensure_future(proc.wait())
-        deadline: float | None = None
-        goodbyes: set[int] = set()
         try:
             while True:
                 getter = asyncio.ensure_future(server.queue.get())
                 done, _ = await asyncio.wait({getter, exited}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
                 if getter in done:
-                    item = getter.result()
-                    if isinstance(item, Disconnected):
-                        if item.clean:
-                            goodbyes.add(item.rank)
-                        elif not self._stop_requested:
-                            self._fail(f"rank {item.rank} vanished (its connection dropped without a goodbye)")
-                            deadline = deadline or time.monotonic() + VANISHED_GRACE_S
-                        continue
-                    if isinstance(item, ev.Error):
-                        where = f"rank {item.rank}" if item.rank is not None else "launcher"
-                        self._fail(f"{where}: {item.message}")
-                        deadline = deadline or time.monotonic() + VANISHED_GRACE_S
-                    self._events.append(item)
-                    yield item
+                    event = self._take(getter.result())
+                    if event is not None:
+                        yield event
                     continue
                 getter.cancel()
                 if exited.done():
-                    # Let the last frames in flight arrive, then decide how it ended.
+                    # Let the last frames (and goodbyes) in flight arrive, then decide how it ended.
                     async for event in self._drain(server):
                         yield event
                     break
-                if deadline is not None and time.monotonic() > deadline:
+                if self._deadline is not None and time.monotonic() > self._deadline:
                     kill_tree(proc.pid)
-                    deadline = None
+                    self._deadline = None
         finally:
             await self._shutdown(exited)
         self.returncode = proc.returncode
         if self._stop_requested:
             self.status, self.reason = "interrupted", self.reason or "stopped by the user"
-        elif self.status != "failed" and proc.returncode == 0 and len(goodbyes) == self.config.parallel.world_size:
+        elif (self.status != "failed" and proc.returncode == 0
+              and len(self._goodbyes) == self.config.parallel.world_size):
             self.status = "finished"
         else:
             self._fail(self.reason or f"mpiexec exited with code {proc.returncode}: {self._log_tail()}")
@@ -206,26 +213,47 @@ class Launcher:
         self._events.close()
         yield done
 
+    def _take(self, item: ev.Event | Disconnected) -> ev.Event | None:
+        """Fold one queue item into the run's outcome; returns the event to record and pass on, if it is one.
+
+        The one place a queue item is judged, before and after mpiexec's exit: a goodbye that arrives
+        late counts as much as an early one.
+        """
+        if isinstance(item, Disconnected):
+            self._hung_up.add(item.rank)
+            if item.clean:
+                self._goodbyes.add(item.rank)
+            elif not self._stop_requested:
+                self._fail(f"rank {item.rank} vanished (its connection dropped without a goodbye)")
+                self._deadline = self._deadline or time.monotonic() + VANISHED_GRACE_S
+            return None
+        if isinstance(item, ev.Error):
+            where = f"rank {item.rank}" if item.rank is not None else "launcher"
+            self._fail(f"{where}: {item.message}")
+            self._deadline = self._deadline or time.monotonic() + VANISHED_GRACE_S
+        self._events.append(item)
+        return item
+
     async def _drain(self, server: EventServer) -> AsyncIterator[ev.Event]:
-        end = time.monotonic() + 1.0
-        while time.monotonic() < end:
+        """What is still queued or in flight once mpiexec has exited, until every rank that connected hung up."""
+        end = time.monotonic() + DRAIN_S
+        while time.monotonic() < end and (server.queue.qsize() or not self._hung_up >= server.connected):
             try:
                 item = await asyncio.wait_for(server.queue.get(), timeout=max(end - time.monotonic(), 0.01))
             except TimeoutError:
                 return
-            if isinstance(item, ev._Event):
-                if isinstance(item, ev.Error):
-                    self._fail(f"rank {item.rank}: {item.message}")
-                self._events.append(item)
-                yield item
+            event = self._take(item)
+            if event is not None:
+                yield event
 
     def _log_tail(self, lines: int = 3) -> str:
         """The last lines mpiexec printed: the only clue when ranks die before they can report."""
         try:
-            text = (self.run_dir / "mpiexec.log").read_text(errors="replace").strip().splitlines()
+            log = RunFolder(self.run_dir).mpiexec_log
+            text = log.read_text(errors="replace").strip().splitlines()
         except OSError:
             return ""
-        return " | ".join(text[-lines:]) if text else "no output (see mpiexec.log)"
+        return " | ".join(text[-lines:]) if text else f"no output (see {log.name})"
 
     def _fail(self, reason: str) -> None:
         if self.status != "failed":

@@ -1,6 +1,7 @@
 """Textual messages the UI posts to itself; each wraps one wire event (engine.events) or a launch milestone.
 
-The event-reading worker only turns events into these messages; handlers on the run screen change widgets.
+The event-reading worker only turns events into these messages; the run screen's handler folds every
+RunEvent through its RunState, so a new event type needs no message of its own.
 High-rate progress (Step, Util) merges: when the screen falls behind, a newer message for the same rank
 (and member) supersedes the one still waiting in the queue, so a flood of steps never lags the display.
 """
@@ -22,14 +23,6 @@ class RunEvent(Message):
         self.event = event
 
 
-class RankJoined(RunEvent):
-    """A rank said hello: who it is, where it runs, which members it holds."""
-
-
-class MemberStarted(RunEvent):
-    """A rank began training a member."""
-
-
 class StepProgress(RunEvent):
     """Training progress of one member; merges with a newer one for the same rank and member."""
 
@@ -41,39 +34,11 @@ class StepProgress(RunEvent):
         )
 
 
-class EpochEnded(RunEvent):
-    """A member finished an epoch (train loss, validation metrics)."""
-
-
 class UtilSample(RunEvent):
     """Resource use of one rank; merges with a newer sample from the same rank."""
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, UtilSample) and message.event.rank == self.event.rank
-
-
-class MemberFinished(RunEvent):
-    """A member finished training (or diverged)."""
-
-
-class LogLine(RunEvent):
-    """A message for the log pane."""
-
-
-class RankFailed(RunEvent):
-    """A rank or the launcher failed; carries the traceback."""
-
-
-class PredictionsReady(RunEvent):
-    """Rank 0 saved every member's test-set predictions."""
-
-
-class ReportReady(RunEvent):
-    """The uncertainty report is on disk."""
-
-
-class RankFinished(RunEvent):
-    """A rank finished its part cleanly."""
 
 
 class RunFinished(RunEvent):
@@ -96,22 +61,10 @@ class LaunchFailed(Message):
         self.reason = reason
 
 
-_BY_TYPE: dict[type, type[RunEvent]] = {
-    ev.Hello: RankJoined,
-    ev.MemberStart: MemberStarted,
-    ev.Step: StepProgress,
-    ev.Epoch: EpochEnded,
-    ev.Util: UtilSample,
-    ev.MemberDone: MemberFinished,
-    ev.Log: LogLine,
-    ev.Error: RankFailed,
-    ev.PredictionsSaved: PredictionsReady,
-    ev.ReportSaved: ReportReady,
-    ev.Goodbye: RankFinished,
-    ev.RunDone: RunFinished,
-}
+_BY_TYPE: dict[type, type[RunEvent]] = {ev.Step: StepProgress, ev.Util: UtilSample, ev.RunDone: RunFinished}
+"""Events whose message is more than a plain RunEvent: the mergeable ones, and the end the screen waits for."""
 
 
 def message_for(event: ev.Event) -> RunEvent:
-    """The message class that carries this event."""
-    return _BY_TYPE[type(event)](event)
+    """The message that carries this event (a plain RunEvent unless it merges or ends the run)."""
+    return _BY_TYPE.get(type(event), RunEvent)(event)

@@ -1,8 +1,11 @@
-"""The run screen's model: every event folded into plain Python state, with no Textual in sight.
+"""The one fold of events into state, with no Textual in sight: the dashboard and the headless view read it.
 
-Live runs and replays (`ens-tui show`) go through the same `RunState.apply`, so a replayed run folder
-shows exactly what the live dashboard showed at the end. Time comes only from the events' own stamps
-(never the wall clock), which keeps replays and snapshot tests deterministic.
+Live runs and replays (`ens-tui show`) go through the same `RunState.apply`, so replaying events.jsonl
+rebuilds the state the live run had after its last event: ranks, members, losses, throughput history,
+log. The state keeps time only from the events' own stamps, which keeps replays and snapshot tests
+deterministic; what a live view adds on top is not replayed: the elapsed clock ticking on the wall clock
+between events (`elapsed_at`), and Step/Util messages the dashboard merged away when it fell behind
+(events.jsonl holds every one of them).
 """
 
 from __future__ import annotations

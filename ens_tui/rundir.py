@@ -1,4 +1,4 @@
-"""Run folders on disk: `runs/<id>/` with config.toml, run.json, events.jsonl, checkpoints, report.
+"""Creating and reading run folders (their layout is engine.run_folder's): run.json, events.jsonl.
 
 Everything the dashboard shows can be rebuilt from these files (`ens-tui show runs/<id>`).
 """
@@ -18,6 +18,8 @@ import psutil
 from engine import events as ev
 from engine.atomic import atomic_write_text
 from engine.config import RunConfig
+from engine.report_model import Report
+from engine.run_folder import RunFolder
 
 
 class RunDirError(RuntimeError):
@@ -51,39 +53,39 @@ def create_run_dir(config: RunConfig) -> Path:
             path.mkdir()
         except FileExistsError:
             continue
-        (path / "checkpoints").mkdir()
-        atomic_write_text(path / "config.toml", config.to_toml())
+        folder = RunFolder(path)
+        folder.checkpoints.mkdir()
+        atomic_write_text(folder.config, config.to_toml())
         return path
     raise RunDirError(f"output_dir {output_dir}: could not create a unique run folder")
 
 
 def write_run_info(run_dir: Path, **fields: Any) -> dict[str, Any]:
     """Merge `fields` into run.json (status, endpoint, started, ended, pid, reason…)."""
-    info = read_run_info(run_dir) if (run_dir / "run.json").exists() else {}
+    info = read_run_info(run_dir) if RunFolder(run_dir).info.exists() else {}
     info.update(fields)
-    atomic_write_text(run_dir / "run.json", json.dumps(info, indent=1) + "\n")
+    atomic_write_text(RunFolder(run_dir).info, json.dumps(info, indent=1) + "\n")
     return info
 
 
 def read_run_info(run_dir: Path) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / "run.json").read_text())
-
-
-def is_run_dir(path: Path) -> bool:
-    return (path / "run.json").is_file() and (path / "config.toml").is_file()
+    return json.loads(RunFolder(run_dir).info.read_text())
 
 
 def check_resumable(run_dir: Path) -> dict[str, Any]:
     """Refuse to resume what is not a run, is finished, or is still running; returns its run.json."""
-    if not is_run_dir(run_dir):
-        raise RunDirError(f"{run_dir}: not a run folder (expected run.json and config.toml inside)")
+    folder = RunFolder(run_dir)
+    if not folder.is_run():
+        raise RunDirError(f"{run_dir}: not a run folder (expected {folder.info.name} and {folder.config.name} inside)")
     try:
         info = read_run_info(run_dir)
     except (OSError, ValueError) as err:
-        raise RunDirError(f"{run_dir}/run.json: unreadable ({err})") from None
+        raise RunDirError(f"{folder.info}: unreadable ({err})") from None
+    if not isinstance(info, dict):
+        raise RunDirError(f"{folder.info}: not a run record (expected a JSON object)")
     status = info.get("status")
     if status == "finished":
-        raise RunDirError(f"{run_dir}: already finished; nothing to resume (its report is in report.md)")
+        raise RunDirError(f"{run_dir}: already finished; nothing to resume (its report is in {folder.report_md.name})")
     launcher = info.get("launcher_pid")
     if status == "running" and launcher and psutil.pid_exists(launcher) and launcher != os.getpid():
         raise RunDirError(f"{run_dir}: still running (launcher pid {launcher}); stop it before resuming")
@@ -94,7 +96,7 @@ class EventLog:
     """events.jsonl: every accepted event, one JSON line each, flushed as it arrives."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.fh: TextIO = open(run_dir / "events.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        self.fh: TextIO = open(RunFolder(run_dir).events, "a", encoding="utf-8")  # noqa: SIM115
 
     def append(self, event: ev._Event) -> None:
         data = ev.to_dict(event)
@@ -110,7 +112,7 @@ class EventLog:
 def read_events(run_dir: Path) -> list[ev.Event]:
     """Replay a run: every event it recorded, in order (a torn last line is skipped)."""
     out: list[ev.Event] = []
-    path = Path(run_dir) / "events.jsonl"
+    path = RunFolder(run_dir).events
     if not path.exists():
         return out
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -121,6 +123,7 @@ def read_events(run_dir: Path) -> list[ev.Event]:
     return out
 
 
-def read_report(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / "report.json"
-    return json.loads(path.read_text()) if path.exists() else None
+def read_report(run_dir: Path) -> Report | None:
+    """The run's report, or None before rank 0 wrote one; raises ReportError for a file that is not a report."""
+    path = RunFolder(run_dir).report_json
+    return Report.read(path) if path.exists() else None

@@ -12,10 +12,10 @@ import pytest
 import torch
 from mpi4py import MPI
 
+from engine.batches import LocalBatches
 from engine.config import RunConfig, parse_config
 from engine.rank import load_local
 from engine.strategies.broadcast import BroadcastBatches, share_splits
-from engine.trainer import LocalBatches
 from ens_tui.launcher import find_mpiexec
 from tests.conftest import REPO
 

@@ -11,15 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mpi4py import MPI
 
 from engine import events as ev
+from engine.batches import LocalBatches
 from engine.config import DataConfig, RunConfig
+from engine.member import make_member
 from engine.preflight import setup_problem
-from engine.rank import RankContext
 from engine.report import build_report, load_predictions
 from engine.reporter import Reporter, Sink
-from engine.trainer import LocalBatches, make_member, train_members
+from engine.run_folder import RunFolder
+from engine.trainer import OneByOne, Trainer
+from engine.vectorized import vectorized
 from ens_tui.rundir import create_run_dir
 from tests.conftest import REPO, assert_no_process_left, run_launcher, run_pids, tiny_config
 
@@ -82,28 +84,36 @@ class Recorder(Sink):
         self.frames.append(frame)
 
 
-def test_a_diverging_member_is_stopped_and_left_out_of_the_ensemble(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stepper", [OneByOne, vectorized], ids=["one-by-one", "vectorized"])
+def test_a_diverging_member_is_stopped_and_left_out_of_the_ensemble(tmp_path: Path, stepper) -> None:  # noqa: ANN001
+    """The one loop, with either stepper: a NaN loss stops its member at the next step report, not at epoch end."""
     config = tiny_config(tmp_path, train={"members": 2, "epochs": 2})
     sink = Recorder()
-    ctx = RankContext(MPI.COMM_SELF, config, torch.device("cpu"), Reporter(sink, 0), tmp_path)
+    reporter = Reporter(sink, 0)
+    reporter.wants_step = lambda member: True  # report (and so check) every step
+    folder = RunFolder(tmp_path)
     x, y = torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,))
-    args = dict(config=config, splits_shape=(1, 28, 28), classes=10, device=ctx.device, checkpoint_dir=tmp_path)
-    healthy, broken = make_member(index=0, **args), make_member(index=1, **args)
+    healthy, broken = (make_member(config, (1, 28, 28), 10, i, torch.device("cpu"), folder) for i in (0, 1))
     with torch.no_grad():
         next(broken.model.parameters()).fill_(float("nan"))
-    batches = LocalBatches(x, y, 16, config.seed, ctx.device)
-    train_members([healthy, broken], batches, (x, y), 2, ctx.reporter, tmp_path, config)
+    batches = LocalBatches(x, y, 16, config.seed, torch.device("cpu"))
+    Trainer(config, batches, reporter, (x, y), folder, stepper).train([healthy, broken])
     assert broken.diverged and not healthy.diverged
     frames = [ev.decode(f) for f in sink.frames]
+    broken_steps = [f for f in frames if isinstance(f, ev.Step) and f.member == 1]
+    assert len(broken_steps) == 1, "a diverged member stops at the first step that shows it"
+    healthy_steps = [f for f in frames if isinstance(f, ev.Step) and f.member == 0]
+    assert len(healthy_steps) == 2 * batches.steps and all(f.fused == 1 for f in healthy_steps[1:])
     assert any(isinstance(f, ev.MemberDone) and f.member == 1 and f.diverged for f in frames)
     assert any(isinstance(f, ev.Log) and f.level == "warning" and "diverged" in f.message for f in frames)
     epochs_of_broken = [f.epoch for f in frames if isinstance(f, ev.Epoch) and f.member == 1]
     assert epochs_of_broken == [0], "a diverged member trains no further epochs"
+    assert torch.load(folder.checkpoint(1), weights_only=True)["diverged"]
     payload = {
         "members": [0, 1], "diverged": [1], "labels": y.numpy(),
         "sets": {"test": np.stack([np.full((64, 10), 0.1), np.full((64, 10), np.nan)])},
     }
-    assert build_report(payload)["ensemble"]["nll"] == pytest.approx(np.log(10))
+    assert build_report(payload).ensemble.nll == pytest.approx(np.log(10))
 
 
 def test_two_runs_at_once_never_share_a_folder(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import torch
 
 from engine import events as ev
 from engine.report import load_predictions
+from engine.run_folder import RunFolder
 from tests.conftest import assert_no_process_left, run_launcher, run_pids, tiny_config
 
 pytestmark = pytest.mark.mpi
@@ -74,12 +75,31 @@ def test_run_folder_holds_everything_to_replay_and_rescore(runs: dict, strategy:
     assert not list(run_dir.glob("**/*.tmp")), "atomic writes leave no temp files"
 
 
-def test_strategy_changes_speed_never_the_result(runs: dict) -> None:
-    """Member i starts from (seed, i) and every member sees the batches of (seed, epoch)."""
-    preds = {s: load_predictions(runs[s][1].run_dir / "predictions.pt") for s in STRATEGIES}
+def test_at_equal_threads_per_member_the_strategy_changes_speed_never_the_result(runs: dict) -> None:
+    """Member i starts from (seed, i), every member sees the batches of (seed, epoch), and every rank here
+    computes with one thread: the members are bit-identical whatever the strategy."""
+    preds = {s: load_predictions(RunFolder(runs[s][1].run_dir).predictions) for s in STRATEGIES}
     reference = preds["sequential"]["sets"]["test"]
     for strategy in ("local", "broadcast"):
         assert preds[strategy]["members"] == [0, 1]
-        np.testing.assert_allclose(preds[strategy]["sets"]["test"], reference, atol=1e-5)
+        np.testing.assert_array_equal(preds[strategy]["sets"]["test"], reference)
     # …and the two members really are different models.
     assert np.abs(reference[0] - reference[1]).max() > 1e-3
+
+
+def test_deterministic_runs_are_bit_identical_across_strategies(tmp_path: Path) -> None:
+    """`parallel.deterministic`: every strategy — fused too — at the same threads per member, same members.
+
+    Two threads per rank: without `deterministic`, two local ranks on this host would be clamped to one
+    thread each while sequential kept two, and float reductions would differ.
+    """
+    parallel = {"threads_per_rank": 2, "deterministic": True, "max_fused": 2}
+    preds = {}
+    for strategy in ("sequential", "local", "fused"):
+        config = tiny_config(tmp_path / strategy, parallel={**parallel, "strategy": strategy})
+        events, launcher = run_launcher(config)
+        assert launcher.status == "finished", launcher.reason
+        assert {e.threads for e in events if isinstance(e, ev.Hello)} == {2}, "threads are kept, not clamped"
+        preds[strategy] = load_predictions(RunFolder(launcher.run_dir).predictions)["sets"]["test"]
+    np.testing.assert_array_equal(preds["local"], preds["sequential"])
+    np.testing.assert_array_equal(preds["fused"], preds["sequential"])

@@ -74,11 +74,14 @@ def test_report_leaves_diverged_members_out_and_says_so() -> None:
         "sets": {"test": np.concatenate([good, nan]), "ood:noise": np.concatenate([good[:, :10], nan[:, :10]])},
     }
     report = build_report(payload)
-    assert report["diverged"] == [2]
-    assert report["members"][2]["diverged"] and report["members"][2]["nll"] is None
-    assert math.isfinite(report["ensemble"]["nll"])
-    assert report["ensemble"]["nll"] == pytest.approx(U.nll(good.mean(0), payload["labels"]))
-    assert len(report["ensemble_size_curve"]) == 2
-    assert set(report["ood"]["noise"]) >= {"auroc_entropy", "auroc_mi"}
-    assert len(report["most_uncertain"][0]["image"]) == 8
+    assert report.diverged == [2]
+    assert report.members[2].diverged and report.members[2].nll is None
+    assert math.isfinite(report.ensemble.nll)
+    assert report.ensemble.nll == pytest.approx(U.nll(good.mean(0), payload["labels"]))
+    assert report.best_member.member in (0, 1)
+    assert report.mean_member.nll == pytest.approx((report.members[0].nll + report.members[1].nll) / 2)
+    assert len(report.ensemble_size_curve) == 2
+    assert 0.0 <= report.ood["noise"].auroc_mi <= 1.0
+    image = report.most_uncertain[0].image
+    assert image is not None and len(image) == 8
     assert "diverged and are left out" in to_markdown(report)

@@ -12,9 +12,8 @@ import torch
 from mpi4py import MPI
 
 from engine.data import Splits
-from engine.rank import Outcome, RankContext, load_local, member_args
+from engine.rank import Outcome, RankContext, load_local
 from engine.seeding import batch_slices, epoch_order
-from engine.trainer import make_member, member_predictions, place, train_members
 
 
 def share_tensor(comm: MPI.Comm, tensor: torch.Tensor | None) -> torch.Tensor:
@@ -56,7 +55,14 @@ def share_splits(
 
 
 class BroadcastBatches:
-    """Rank 0 slices each batch from its data and broadcasts it; every rank yields it on its device."""
+    """Rank 0 slices each batch from its data and broadcasts it; every rank yields it on its device.
+
+    One host buffer receives every batch. On CUDA it is pinned and copied to the device without
+    blocking, so the next batch may only overwrite it once that copy has finished: an event recorded
+    after the copy is waited on before the buffer is written again (training on the device goes on).
+    """
+
+    collective = True
 
     def __init__(self, comm: MPI.Comm, splits: Splits, n_train: int, batch_size: int, seed: int,
                  device: torch.device) -> None:
@@ -65,8 +71,9 @@ class BroadcastBatches:
         self.slices = batch_slices(n_train, batch_size)
         self.steps = len(self.slices)
         shape = (batch_size, *splits.x_val.shape[1:])
-        self.x_buf = torch.empty(shape, dtype=torch.float32)
+        self.x_buf = torch.empty(shape, dtype=splits.x_val.dtype)
         self.y_buf = torch.empty(batch_size, dtype=torch.int64)
+        self.copied: torch.cuda.Event | None = None
         if device.type == "cuda":
             self.x_buf, self.y_buf = self.x_buf.pin_memory(), self.y_buf.pin_memory()
 
@@ -76,13 +83,21 @@ class BroadcastBatches:
         for s in self.slices:
             n = s.stop - s.start
             x, y = self.x_buf[:n], self.y_buf[:n]
+            if self.copied is not None:
+                self.copied.synchronize()  # the previous batch's copy still reads the buffer
             if root:
                 idx = order[s]
                 torch.index_select(self.splits.x_train, 0, idx, out=x)
                 torch.index_select(self.splits.y_train, 0, idx, out=y)
-            self.comm.Bcast([x.numpy(), MPI.FLOAT], root=0)
-            self.comm.Bcast([y.numpy(), MPI.INT64_T], root=0)
-            yield x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            self.comm.Bcast(x.numpy(), root=0)
+            self.comm.Bcast(y.numpy(), root=0)
+            if self.device.type != "cuda":
+                yield x, y
+                continue
+            on_device = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            self.copied = torch.cuda.Event()
+            self.copied.record()
+            yield on_device
 
 
 def run(ctx: RankContext) -> Outcome:
@@ -90,14 +105,11 @@ def run(ctx: RankContext) -> Outcome:
     loaded = load_local(config) if ctx.rank == 0 else (None, None)
     splits, eval_sets, n_train = share_splits(comm, *loaded)
     batches = BroadcastBatches(comm, splits, n_train, config.train.batch_size, config.seed, ctx.device)
-    members = [make_member(index=i, **member_args(ctx, splits)) for i in ctx.static_members()]
+    members = [ctx.make_member(i, splits) for i in ctx.static_members()]
     # Ranks share one batch stream, so they must start at the same epoch (after a resume, the earliest).
     first = comm.allreduce(min((m.epochs_done for m in members), default=config.train.epochs), op=MPI.MIN)
-    val = (place(splits.x_val, ctx.device), place(splits.y_val, ctx.device))
-    train_members(members, batches, val, config.train.epochs, ctx.reporter, ctx.checkpoint_dir, config, first)
+    ctx.trainer(batches, splits).train(members, first_epoch=first)
     outcome = Outcome(splits=splits if ctx.rank == 0 else None, eval_sets=eval_sets if ctx.rank == 0 else None)
     for m in members:
-        outcome.predictions[m.index] = member_predictions(m.model, eval_sets)
-        outcome.diverged[m.index] = m.diverged
+        outcome.add(m, eval_sets)
     return outcome
-

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from engine.batches import LocalBatches
 from engine.placement import Placement
-from engine.rank import Outcome, RankContext, load_local, member_args
-from engine.trainer import LocalBatches, make_member, member_predictions, place, train_members
+from engine.rank import Outcome, RankContext, load_local
 
 
 def train_in_turn(ctx: RankContext, members: Iterable[int]) -> Outcome:
@@ -20,14 +20,13 @@ def train_in_turn(ctx: RankContext, members: Iterable[int]) -> Outcome:
     """
     config = ctx.config
     splits, eval_sets = load_local(config)
-    batches = LocalBatches(splits.x_train, splits.y_train, config.train.batch_size, config.seed, ctx.device)
-    val = (place(splits.x_val, ctx.device), place(splits.y_val, ctx.device))
+    trainer = ctx.trainer(LocalBatches(splits.x_train, splits.y_train, config.train.batch_size, config.seed,
+                                       ctx.device), splits)
     outcome = Outcome(splits=splits, eval_sets=eval_sets)
     for index in members:
-        member = make_member(index=index, **member_args(ctx, splits))
-        train_members([member], batches, val, config.train.epochs, ctx.reporter, ctx.checkpoint_dir, config)
-        outcome.predictions[index] = member_predictions(member.model, eval_sets)
-        outcome.diverged[index] = member.diverged
+        member = ctx.make_member(index, splits)
+        trainer.train([member])
+        outcome.add(member, eval_sets)
     return outcome
 
 

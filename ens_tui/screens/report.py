@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -17,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from engine.config import RunConfig
+from engine.report_model import Report
 from ens_tui.widgets.entropy_histogram import EntropyHistogram
 from ens_tui.widgets.metrics_table import MetricsTable
 from ens_tui.widgets.reliability_plot import ReliabilityPlot
@@ -54,7 +54,7 @@ class ReportScreen(Screen[None]):
         Binding("q", "app.quit", "Quit"),
     ]
 
-    def __init__(self, report: dict[str, Any], run_dir: Path, config: RunConfig | None = None) -> None:
+    def __init__(self, report: Report, run_dir: Path, config: RunConfig | None = None) -> None:
         super().__init__()
         self.report = report
         self.run_dir = run_dir
@@ -62,7 +62,6 @@ class ReportScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         report = self.report
-        ensemble = report.get("ensemble", {})
         yield Header()
         yield Static(self._title(), id="report-title")
         with TabbedContent(id="report-tabs"):
@@ -70,24 +69,24 @@ class ReportScreen(Screen[None]):
                 with VerticalScroll():
                     yield MetricsTable(report, id="metrics")
                     yield Static(Text("uncertainty (mean over the test set, nats)", style="bold"), classes="section")
-                    yield UncertaintyPanel(report.get("uncertainty", {}), id="uncertainty")
-                    yield SizeCurvePlot(report.get("ensemble_size_curve", []), id="size-curve")
+                    yield UncertaintyPanel(report.uncertainty, id="uncertainty")
+                    yield SizeCurvePlot(report.ensemble_size_curve, id="size-curve")
             with TabPane("2 calibration", id="calibration"):
-                yield ReliabilityPlot(ensemble.get("reliability", []), ensemble.get("ece"), id="reliability")
+                yield ReliabilityPlot(report.ensemble.reliability, report.ensemble.ece, id="reliability")
             with TabPane("3 OOD", id="ood"):
                 with VerticalScroll():
                     with Grid(id="ood-grid"):
-                        for name, result in (report.get("ood") or {}).items():
+                        for name, result in report.ood.items():
                             yield EntropyHistogram(name, result)
-                        if not report.get("ood"):
+                        if not report.ood:
                             yield Static("no OOD sets in this run", classes="empty")
             with TabPane("4 uncertain inputs", id="inputs"):
                 with VerticalScroll():
                     yield Static(Text("the test inputs the ensemble was least sure of: label → prediction, test index, "
                                       "entropy H and mutual information MI (nats)", style="dim"))
                     with Grid(id="inputs-grid"):
-                        for item in report.get("most_uncertain", []):
-                            yield UncertainInput(item, report.get("classes"))
+                        for item in report.most_uncertain:
+                            yield UncertainInput(item, report.classes)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -106,13 +105,8 @@ class ReportScreen(Screen[None]):
 
     def _title(self) -> Text:
         report = self.report
-        ensemble = report.get("ensemble", {})
-        title = Text.assemble(
-            ("report", "bold"),
-            (f"  {report.get('dataset', '?')} · {report.get('members_count', '?')} members", "dim"),
-        )
-        if "accuracy" in ensemble:
-            title.append(f" · accuracy {ensemble['accuracy']:.2%}", style="bold green")
+        title = Text.assemble(("report", "bold"), (f"  {report.dataset or '?'} · {report.members_count} members", "dim"))
+        title.append(f" · accuracy {report.ensemble.accuracy:.2%}", style="bold green")
         title.append(f"  {self.run_dir}", style="dim")
         return title
 

@@ -25,6 +25,7 @@ from textual.worker import Worker, WorkerState
 
 from engine import events as ev
 from engine.config import RunConfig
+from engine.run_folder import RunFolder
 from ens_tui import messages as msg
 from ens_tui.run_state import RunState
 from ens_tui.widgets.log_pane import LogPane
@@ -91,6 +92,10 @@ class RunScreen(Screen[None]):
         self._dirty = True
         self._last_title: Text | None = None
         self._reader: Worker[None] | None = None
+        self._reader_done = asyncio.Event()
+        """Set when the event reader has ended, however it ended (what `stop_run` waits on)."""
+        self._final: ev.RunDone | None = None
+        """The launcher's RunDone as the reader saw it (its message may still be queued)."""
 
     @property
     def live(self) -> bool:
@@ -137,23 +142,33 @@ class RunScreen(Screen[None]):
 
     @work(group="events", exclusive=True, exit_on_error=False, description="read rank events")
     async def read_events(self) -> None:
-        """Start the run and turn every event into a message; never touches a widget."""
+        """Start the run and turn every event into a message; never touches a widget.
+
+        A failure (the launch refused, the stream lost) ends the worker in ERROR, which
+        `on_worker_state_changed` shows.
+        """
         assert self.launcher is not None
         try:
             run_dir = await self.launcher.start()
-        except Exception as err:  # noqa: BLE001 - any launch failure is shown, never raised into the UI
-            self.post_message(msg.LaunchFailed(str(err) or type(err).__name__))
-            return
-        self.post_message(msg.RunStarted(run_dir))
-        async for event in self.launcher.events():
-            self.post_message(msg.message_for(event))
+            self.post_message(msg.RunStarted(run_dir))
+            async for event in self.launcher.events():
+                if isinstance(event, ev.RunDone):
+                    self._final = event
+                self.post_message(msg.message_for(event))
+        finally:
+            self._reader_done.set()
 
-    @on(Worker.StateChanged)
-    def _worker_changed(self, event: Worker.StateChanged) -> None:
-        if event.worker is self._reader and event.state == WorkerState.ERROR and self.state.running:
-            error = event.worker.error
-            self._fold(ev.Error(message=f"event reader failed: {error!r}"))
-            self._fold(ev.RunDone(status="failed", reason="lost the event stream"))
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """Every failure of the event reader becomes a visible error and ends the run as failed."""
+        if event.worker is not self._reader or event.state != WorkerState.ERROR or not self.state.running:
+            return
+        error = event.worker.error
+        what = "event reader failed" if self.run_dir is not None else "launch failed"
+        reason = (str(error) or type(error).__name__) if error is not None else "unknown error"
+        self._fold(ev.Error(message=f"{what}: {reason}"))
+        self._fold(ev.RunDone(status="failed", reason=reason))
+        self._sync_views()
+        self.notify(reason, title=what.capitalize(), severity="error", timeout=8)
 
     # ------------------------------------------------------------------ handlers
 
@@ -162,20 +177,20 @@ class RunScreen(Screen[None]):
         self.run_dir = message.run_dir
         self._dirty = True
 
-    @on(msg.LaunchFailed)
-    def _launch_failed(self, message: msg.LaunchFailed) -> None:
-        self._fold(ev.Error(message=f"launch failed: {message.reason}"))
-        self._fold(ev.RunDone(status="failed", reason=message.reason))
-
     @on(msg.RunEvent)
     def _event(self, message: msg.RunEvent) -> None:
-        self._fold(message.event)
         if isinstance(message, msg.RunFinished):
-            self._run_finished(message.event)  # type: ignore[arg-type]
+            self._finish(message.event)  # type: ignore[arg-type]
+        else:
+            self._fold(message.event)
 
-    def _run_finished(self, done: ev.RunDone) -> None:
+    def _finish(self, done: ev.RunDone) -> None:
+        """Fold the run's RunDone once, whichever comes first: its message or `stop_run`."""
+        if not self.state.running:
+            return
+        self._fold(done)
         self._sync_views()
-        if done.status == "finished" and self.run_dir is not None and (self.run_dir / "report.json").exists():
+        if done.status == "finished" and self.run_dir is not None and RunFolder(self.run_dir).report_json.exists():
             self.post_message(self.ReportAvailable(self.run_dir, self.state.config))
         elif done.status == "failed":
             self.notify(done.reason or "see the log", title="Run failed", severity="error", timeout=8)
@@ -266,18 +281,17 @@ class RunScreen(Screen[None]):
             return
         self.notify("stopping every rank…", timeout=3)
         await self.launcher.stop()
-        if self._reader is not None:
-            try:
-                await asyncio.wait_for(self._reader.wait(), STOP_WAIT_SECONDS)
-            except (TimeoutError, Exception):  # noqa: BLE001 - the worker's own error is already shown
-                pass
-        # Let the queued messages (the RunDone among them) reach the handlers.
-        for _ in range(50):
-            if not self.state.running:
-                break
-            await asyncio.sleep(0.02)
-        if self.state.running:
-            self._fold(ev.RunDone(status="interrupted", reason="stopped from the dashboard"))
+        # Wait on the reader itself, not on its messages: this may run inside this screen's own
+        # message handler, where the queued RunFinished cannot be handled until it returns.
+        try:
+            await asyncio.wait_for(self._reader_done.wait(), STOP_WAIT_SECONDS)
+        except TimeoutError:
+            self._fold(ev.Error(message=f"the launcher did not confirm the stop within {STOP_WAIT_SECONDS:.0f} s"))
+            self._fold(ev.RunDone(status="failed", reason="no word from the launcher after the stop"))
+            self.notify("the launcher did not confirm the stop", title="Stop failed", severity="error", timeout=8)
+        if self._final is not None:
+            self._finish(self._final)
+        # Otherwise the reader failed: `on_worker_state_changed` shows why as soon as this returns.
         self._sync_views()
 
     async def on_unmount(self) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
+
+from engine.report_model import OodResult
 
 
 def _shares(counts: list[float]) -> list[float]:
@@ -20,7 +20,7 @@ class EntropyHistogram(PlotextPlot):
     EntropyHistogram { min-height: 8; }
     """
 
-    def __init__(self, name: str, result: dict[str, Any], *, id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, name: str, result: OodResult, *, id: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id)
         self._name = name
         self._result = result
@@ -29,17 +29,12 @@ class EntropyHistogram(PlotextPlot):
         plt = self.plt
         plt.clear_figure()  # a full reset each time: leftover state from an earlier size made ticks drift
         result = self._result
-        aurocs = [
-            f"AUROC {label} {result[key]:.3f}"
-            for key, label in (("auroc_entropy", "H"), ("auroc_mi", "MI"))
-            if result.get(key) is not None
-        ]
-        plt.title(f"{self._name}: " + ", ".join(aurocs))
-        hist = result.get("entropy_hist") or {}
-        edges = hist.get("bins") or []
+        plt.title(f"{self._name}: AUROC H {result.auroc_entropy:.3f}, AUROC MI {result.auroc_mi:.3f}")
+        hist = result.entropy_hist
+        edges = hist.bins
         if len(edges) >= 2:
             centres = [(a + b) / 2 for a, b in zip(edges, edges[1:], strict=False)]
-            series = [(_shares(hist.get("in_dist", [])), "in-dist"), (_shares(hist.get("ood", [])), self._name)]
+            series = [(_shares(hist.in_dist), "in-dist"), (_shares(hist.ood), self._name)]
             series = [(s, label) for s, label in series if len(s) == len(centres)]
             if series:
                 positions = [float(i) for i in range(len(centres))]

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from textual.app import RenderResult
 from textual_plotext import PlotextPlot
+
+from engine.report_model import SizePoint
 
 
 class SizeCurvePlot(PlotextPlot):
     """Accuracy on the left axis, NLL on the right."""
 
-    def __init__(self, curve: list[dict[str, Any]], *, id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, curve: list[SizePoint], *, id: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id)
-        self._curve = sorted(curve, key=lambda p: p["size"])
+        self._curve = sorted(curve, key=lambda p: p.size)
 
     def render(self) -> RenderResult:
         plt = self.plt
@@ -21,8 +21,8 @@ class SizeCurvePlot(PlotextPlot):
         plt.title("accuracy and NLL vs ensemble size")
         plt.xlabel("members")
         if self._curve:
-            sizes = [p["size"] for p in self._curve]
-            plt.plot(sizes, [100 * p["accuracy"] for p in self._curve], marker="braille", label="accuracy %")
-            plt.plot(sizes, [p["nll"] for p in self._curve], marker="braille", label="NLL", yside="right")
+            sizes = [p.size for p in self._curve]
+            plt.plot(sizes, [100 * p.accuracy for p in self._curve], marker="braille", label="accuracy %")
+            plt.plot(sizes, [p.nll for p in self._curve], marker="braille", label="NLL", yside="right")
             plt.xticks(sizes)
         return super().render()

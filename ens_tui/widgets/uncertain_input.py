@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from engine.report_model import UncertainTestInput
 from ens_tui.widgets.digit_image import DigitImage
 
 
@@ -20,7 +19,7 @@ class UncertainInput(Vertical):
     UncertainInput > Static { width: 16; }
     """
 
-    def __init__(self, item: dict[str, Any], classes_: list[str] | None = None, *, cells: int = 16) -> None:
+    def __init__(self, item: UncertainTestInput, classes_: list[str] | None = None, *, cells: int = 16) -> None:
         super().__init__()
         self._item = item
         self._names = classes_ or []
@@ -31,14 +30,14 @@ class UncertainInput(Vertical):
 
     def compose(self) -> ComposeResult:
         item = self._item
-        yield DigitImage(item.get("image") or [[0.0]], cells=self._cells)
-        right = item.get("label") == item.get("prediction")
-        label, pred = self._class_name(int(item.get("label", -1))), self._class_name(int(item.get("prediction", -1)))
+        yield DigitImage(item.image or [[0.0]], cells=self._cells)
+        right = item.label == item.prediction
+        label, pred = self._class_name(item.label), self._class_name(item.prediction)
         yield Static(
             Text.assemble(
                 (label, "bold"), (" → ", "dim"), (pred, "bold green" if right else "bold red"),
-                ("  #", "dim"), str(item.get("index", "?")),
-                ("\nH ", "dim"), f"{float(item.get('entropy', 0.0)):.2f}",
-                *((("  MI ", "dim"), f"{float(item['mutual_information']):.2f}") if "mutual_information" in item else ()),
+                ("  #", "dim"), str(item.index),
+                ("\nH ", "dim"), f"{item.entropy:.2f}",
+                ("  MI ", "dim"), f"{item.mutual_information:.2f}",
             )
         )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.table import Table
 from rich.text import Text
 from textual.widgets import Static
 
+from engine.report_model import Uncertainty
 from ens_tui.widgets._format import bar
 
 ROWS = (
@@ -24,7 +23,7 @@ class UncertaintyPanel(Static):
     UncertaintyPanel { height: auto; }
     """
 
-    def __init__(self, uncertainty: dict[str, float], *, id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, uncertainty: Uncertainty, *, id: str | None = None) -> None:  # noqa: A002
         super().__init__(id=id)
         self._values = uncertainty
 
@@ -33,16 +32,13 @@ class UncertaintyPanel(Static):
 
     def table(self) -> Table:
         """Three rows, one per component."""
-        total = self._values.get("entropy") or 0.0
+        total = self._values.entropy
         table = Table.grid(padding=(0, 1))
         table.add_column(no_wrap=True)
         table.add_column(justify="right", no_wrap=True)
         table.add_column(no_wrap=True)
         for key, label, style in ROWS:
-            value: Any = self._values.get(key)
-            if value is None:
-                table.add_row(label, "–", "")
-                continue
+            value: float = getattr(self._values, key)
             share = value / total if total > 0 else 0.0
             table.add_row(label, f"{value:.4f}", Text(bar(share, 12), style=style))
         return table

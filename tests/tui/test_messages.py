@@ -1,4 +1,4 @@
-"""Every wire event has its message; high-rate progress merges only with its own kind."""
+"""Every wire event reaches the run screen as a message; high-rate progress merges only with its own kind."""
 
 from __future__ import annotations
 
@@ -26,6 +26,11 @@ def test_every_event_type_has_a_message() -> None:
         event = kind(rank=0, **fields)
         message = msg.message_for(event)
         assert isinstance(message, msg.RunEvent) and message.event is event
+    # The run screen's one handler takes RunEvent; these three are told apart (merging, the end of the run).
+    assert isinstance(msg.message_for(ev.Step(member=0, epoch=0, step=0, steps=1, loss=1, samples_per_s=1)),
+                      msg.StepProgress)
+    assert isinstance(msg.message_for(ev.Util(cpu_percent=1, rss_mb=1)), msg.UtilSample)
+    assert isinstance(msg.message_for(ev.RunDone(status="finished")), msg.RunFinished)
 
 
 def step(rank: int, member: int) -> msg.StepProgress:
@@ -40,5 +45,5 @@ def test_steps_merge_per_rank_and_member() -> None:
     assert util.can_replace(msg.UtilSample(ev.Util(rank=0, cpu_percent=2, rss_mb=1)))
     assert not util.can_replace(msg.UtilSample(ev.Util(rank=1, cpu_percent=2, rss_mb=1)))
     assert not step(0, 1).can_replace(util)
-    done = msg.MemberFinished(ev.MemberDone(rank=0, member=1, seconds=1))
+    done = msg.message_for(ev.MemberDone(rank=0, member=1, seconds=1))
     assert not done.can_replace(done)

@@ -1,0 +1,156 @@
+"""report.json as a typed model: rank 0 builds it (engine.report), the dashboard and the headless view read it.
+
+Torch- and numpy-free, so both sides import it. The field order is the file's key order.
+
+Reading is forgiving on purpose: keys this version does not know are ignored (a newer report opens in an
+older ens-tui), and a section added later must have a default (`None` or an empty container), so a report
+written before it existed still loads. To add a section, say `selective`: write a model for it, add
+`selective: Selective | None = None` to `Report`, and fill it in `engine.report.build_report`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Part(BaseModel):
+    # NaN (an AUROC of a degenerate set, say) is written as JSON's NaN, as json.dumps always did.
+    model_config = ConfigDict(extra="ignore", frozen=True, ser_json_inf_nan="constants")
+
+
+class Scores(_Part):
+    """The four headline metrics of one predictive distribution (NLL, Brier and ECE: lower is better)."""
+
+    accuracy: float
+    nll: float
+    brier: float
+    ece: float
+
+
+class ReliabilityBin(_Part):
+    """One equal-width confidence bin of the reliability diagram (confidence and accuracy are 0 when empty)."""
+
+    bin_lower: float
+    bin_upper: float
+    count: int
+    confidence: float
+    accuracy: float
+
+
+class EnsembleScores(Scores):
+    """The ensemble's scores and the reliability table its ECE comes from."""
+
+    reliability: list[ReliabilityBin] = Field(default_factory=list)
+
+
+class MemberScores(_Part):
+    """One member on its own; a diverged member has no scores (None) and is left out of the ensemble."""
+
+    member: int
+    diverged: bool = False
+    accuracy: float | None = None
+    nll: float | None = None
+    brier: float | None = None
+    ece: float | None = None
+
+
+class Uncertainty(_Part):
+    """Means over the test set, in nats: entropy = aleatoric + mutual_information (epistemic)."""
+
+    entropy: float
+    aleatoric: float
+    mutual_information: float
+
+
+class SizePoint(_Part):
+    """Accuracy and NLL of the ensemble of the first `size` members."""
+
+    size: int
+    accuracy: float
+    nll: float
+
+
+class Histogram(_Part):
+    """Counts of the in-distribution test entropies over `bins` (the len(counts) + 1 edges)."""
+
+    bins: list[float]
+    in_dist: list[float]
+
+
+class OodHistogram(Histogram):
+    """In-distribution and OOD entropies counted over the same edges, for side-by-side bars."""
+
+    ood: list[float]
+
+
+class OodResult(_Part):
+    """How well the ensemble's uncertainty tells one OOD set from the test set (AUROC 0.5 = not at all)."""
+
+    auroc_entropy: float
+    auroc_mi: float
+    mean_entropy: float
+    mean_mutual_information: float
+    entropy_hist: OodHistogram
+
+
+class UncertainTestInput(_Part):
+    """One of the test inputs the ensemble was least sure of; `image` is a [0, 1] thumbnail, rows of pixels."""
+
+    index: int
+    label: int
+    prediction: int
+    entropy: float
+    mutual_information: float
+    image: list[list[float]] | None = None
+
+
+class ReportError(ValueError):
+    """report.json cannot be read or is not a report; the message is one line saying which and why."""
+
+
+class Report(_Part):
+    """Every figure of the uncertainty report (report.md shows the same ones, laid out for people)."""
+
+    dataset: str = ""
+    classes: list[str] = Field(default_factory=list)
+    members_count: int
+    diverged: list[int] = Field(default_factory=list)
+    """Members left out of the ensemble because their loss went non-finite."""
+    test_size: int
+    ensemble: EnsembleScores
+    members: list[MemberScores]
+    mean_member: Scores
+    """The average of the non-diverged members' scores."""
+    best_member: MemberScores
+    """The non-diverged member with the lowest NLL."""
+    uncertainty: Uncertainty
+    ensemble_size_curve: list[SizePoint] = Field(default_factory=list)
+    in_dist_entropy_hist: Histogram
+    ood: dict[str, OodResult] = Field(default_factory=dict)
+    """Keyed by OOD set name (noise, rotate, invert …), in the order the run evaluated them."""
+    most_uncertain: list[UncertainTestInput] = Field(default_factory=list)
+
+    @classmethod
+    def read(cls, path: Path | str) -> Report:
+        """Load report.json; raises ReportError (one line: the file and what is wrong) when it cannot."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except OSError as err:
+            raise ReportError(f"{path}: cannot read it ({err.strerror or err})") from None
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ReportError(f"{path}: not JSON ({err})") from None
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            first = err.errors()[0]
+            where = ".".join(map(str, first["loc"])) or "top level"
+            more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+            raise ReportError(f"{path}: not a valid report: {where}: {first['msg']}{more}") from None
+
+    def to_json(self) -> str:
+        """The file's text: every key, one-space indents (what report.json has always looked like)."""
+        return self.model_dump_json(indent=1)

@@ -1,0 +1,76 @@
+"""report.json read back as a typed Report: nothing lost, older and newer files still open, bad files explained."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.report import build_report, to_markdown, write_report
+from engine.report_model import Report, ReportError
+from ens_tui import rundir
+
+RECORDED_REPORT = Path(__file__).parent / "tui" / "fixtures" / "recorded-run" / "report.json"
+
+
+def test_a_recorded_report_reads_and_writes_back_unchanged() -> None:
+    report = Report.read(RECORDED_REPORT)
+    assert json.loads(report.to_json()) == json.loads(RECORDED_REPORT.read_text())
+    assert report.to_json() == RECORDED_REPORT.read_text(), "same keys, same order, same layout"
+    assert report.best_member.member == 0 and set(report.ood) == {"noise", "rotate", "invert"}
+
+
+def test_a_fresh_report_survives_the_file_round_trip(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=(3, 40))
+    payload = {
+        "members": [0, 1, 2], "diverged": [], "dataset": "digits", "classes": ["a", "b", "c"],
+        "labels": rng.integers(0, 3, 40), "images": rng.random((40, 1, 8, 8)),
+        "sets": {"test": probs, "ood:noise": probs[:, :10]},
+    }
+    report = build_report(payload)
+    json_path, md_path = write_report(tmp_path, report, "t")
+    assert Report.read(json_path) == report
+    assert md_path.read_text() == to_markdown(report, "t")
+    # An AUROC can be NaN (a degenerate set): it is written as JSON's NaN, as json.dumps did, and reads back.
+    with_nan = report.model_copy(update={"ood": {"x": report.ood["noise"].model_copy(update={"auroc_mi": math.nan})}})
+    assert "NaN" in with_nan.to_json()
+    assert math.isnan(Report.model_validate_json(with_nan.to_json()).ood["x"].auroc_mi)
+
+
+def test_newer_and_older_reports_still_open(tmp_path: Path) -> None:
+    data = json.loads(RECORDED_REPORT.read_text())
+    newer = {**data, "selective": {"coverage": [1.0]}, "ensemble": {**data["ensemble"], "auc": 0.9}}
+    assert Report.model_validate(newer).ensemble.accuracy == data["ensemble"]["accuracy"]
+    older = {k: v for k, v in data.items() if k not in ("ood", "most_uncertain", "ensemble_size_curve")}
+    report = Report.model_validate(older)
+    assert report.ood == {} and report.most_uncertain == [] and report.ensemble_size_curve == []
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("{", "not JSON"), ('{"dataset": "digits"}', "not a valid report: members_count"),
+     (json.dumps({**json.loads(RECORDED_REPORT.read_text()), "test_size": "many"}), "test_size")],
+)
+def test_a_broken_report_gets_a_one_line_reason(tmp_path: Path, text: str, why: str) -> None:
+    (tmp_path / "report.json").write_text(text)
+    with pytest.raises(ReportError) as err:
+        rundir.read_report(tmp_path)
+    message = str(err.value)
+    assert why in message and str(tmp_path / "report.json") in message and "\n" not in message
+
+
+def test_no_report_yet_is_none_not_an_error(tmp_path: Path) -> None:
+    assert rundir.read_report(tmp_path) is None
+
+
+def test_reading_a_report_needs_neither_torch_nor_numpy() -> None:
+    code = ("import sys; from engine.report_model import Report; "
+            f"Report.read({str(RECORDED_REPORT)!r}); print(sorted({{'torch', 'numpy'}} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
