@@ -79,6 +79,9 @@ class TrainConfig(_Section):
     """SGD momentum (ignored by adam)."""
     weight_decay: float = Field(0.0, ge=0.0)
     """L2 penalty."""
+    schedule: Literal["constant", "cosine"] = "constant"
+    """Learning rate over training: constant, or cosine decay from `lr` to 0 by the last step (steadier
+    members at the end, so the ensemble gains more from each)."""
 
 
 class RankGroup(_Section):
@@ -285,7 +288,9 @@ OVERRIDES: tuple[Override, ...] = (
              "on --resume it can only grow (train further), never undo finished epochs"),
     Override("--batch-size", ("train", "batch_size"), int, "samples per optimizer step", "refuse",
              _CHANGES_MEMBERS),
-    Override("--strategy", ("parallel", "strategy"), str, "how members map onto ranks"),
+    Override("--strategy", ("parallel", "strategy"), str,
+             "how members map onto ranks; members are identical across strategies at equal threads per member, "
+             "else equal up to float noise (--deterministic makes them bit-identical)"),
     Override("--deterministic", ("parallel", "deterministic"), bool,
              "same per-member threads and deterministic kernels in every strategy (bit-identical members)"),
     Override("--dataset", ("data", "dataset"), str, "training data", "refuse", _CHANGES_MEMBERS),

@@ -66,6 +66,10 @@ class Stepper(Protocol):
         """Leave every member's own model and optimizer holding its trained state (before checkpoints)."""
         ...
 
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The optimizers that step the members (the learning-rate schedule sets their `lr`)."""
+        ...
+
 
 StepperFactory = Callable[[Sequence[Member], TrainConfig], Stepper]
 
@@ -89,6 +93,18 @@ class OneByOne:
 
     def write_back(self) -> None:
         """Nothing to do: the members train in place."""
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [m.optimizer for m in self.members]
+
+
+def learning_rate(train: TrainConfig, epoch: int, step: int, steps: int) -> float:
+    """The learning rate of `step` of `epoch`: a function of the position alone, so a resume continues the
+    schedule exactly where the interrupted run was."""
+    if train.schedule == "constant":
+        return train.lr
+    progress = (epoch * steps + step) / max(train.epochs * steps, 1)
+    return train.lr * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 # --------------------------------------------------------------------------- the loop
@@ -138,6 +154,11 @@ class Trainer:
         for step, (x, y) in enumerate(self.batches.epoch(epoch)):
             if stepper is None:
                 continue  # a collective source: this rank still takes part in every batch's broadcast
+            if self.config.train.schedule != "constant":
+                lr = learning_rate(self.config.train, epoch, step, self.batches.steps)
+                for optimizer in stepper.optimizers():
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
             losses = stepper.step(x, y)
             for j, m in enumerate(live):
                 loss_sums[m.index] += losses[j] * len(y)

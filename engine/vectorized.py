@@ -71,6 +71,9 @@ class StackedMembers:
         self.optimizer.step()
         return losses.detach()
 
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.optimizer]
+
     # --- moving state between the stack and the members ---------------------------------------
     def _import_optimizer_state(self) -> None:
         """Stack the members' optimizer state (a resumed run has some) into the fused optimizer."""

@@ -2,7 +2,8 @@
 
     ens-tui [CONFIG.toml …]                 the dashboard; the configs given are listed first
     ens-tui --run-config CONFIG.toml        the same run headless (Rich live display), exit code = outcome
-    ens-tui --resume runs/<run-id>          continue an interrupted or failed run
+    ens-tui --resume runs/<run-id>          continue an interrupted or failed run (where and how it runs, and
+                                            more epochs, may change; what the saved members mean may not)
     ens-tui show runs/<run-id>              replay a finished or failed run and its report
     ens-tui bench [options]                 the seed's benchmark table (see `ens-tui bench --help`)
 """
@@ -39,9 +40,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--run-config", type=Path, metavar="TOML", help="run this config headless (no dashboard)")
     parser.add_argument("--dry-run", action="store_true",
                         help="with --run-config or --resume: validate and show the plan, launch nothing")
+    honoured = ", ".join(o.flag for o in OVERRIDES if o.resume == "honour")
+    grown = ", ".join(f"a larger {o.flag}" for o in OVERRIDES if o.resume == "grow")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR",
                         help="continue an interrupted or failed run from each member's last completed epoch "
-                             "(--ranks, --strategy, --deterministic, --data-root and a larger --epochs apply)")
+                             f"({honoured}, {grown} and the MPI options apply; other overrides are refused)")
     over = parser.add_argument_group("overrides (applied to the config)")
     for o in OVERRIDES:
         if o.type is bool:

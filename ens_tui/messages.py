@@ -53,14 +53,6 @@ class RunStarted(Message):
         self.run_dir = run_dir
 
 
-class LaunchFailed(Message):
-    """The launcher could not start the run at all (bad config, no mpiexec, busy port …)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__()
-        self.reason = reason
-
-
 _BY_TYPE: dict[type, type[RunEvent]] = {ev.Step: StepProgress, ev.Util: UtilSample, ev.RunDone: RunFinished}
 """Events whose message is more than a plain RunEvent: the mergeable ones, and the end the screen waits for."""
 

@@ -16,7 +16,9 @@ from engine.config import ConfigError, RunConfig, load_config
 
 Source = Literal["argument", "builtin", "local"]
 
-# The quick default first, then the seed's nine rows in a reading order (devices × strategies).
+# The quick default first; every other built-in follows by plain file-name order, so the seed's nine are
+# NOT grouped by device: seed-cpu2-broadcast, the three seed-cpu2-gpu1-*, seed-cpu2-local, seed-cpu2-sequential,
+# then the three seed-gpu2-*. The setup-screen snapshots pin this order (the third row is a GPU setup).
 _BUILTIN_ORDER = ("quick-digits",)
 
 

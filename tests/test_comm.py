@@ -48,6 +48,23 @@ def check_broadcast_batches_equal_local_batches(comm: MPI.Comm) -> None:
 BODIES = [check_every_rank_receives_rank_zero_data, check_broadcast_batches_equal_local_batches]
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_broadcast_batches_on_cuda_are_never_overwritten_in_flight() -> None:
+    """Every batch reaches the GPU intact although one pinned host buffer receives them all."""
+    reference, _ = load_local(CONFIG)
+    cuda = torch.device("cuda")
+    splits, _, n_train = share_splits(MPI.COMM_SELF, *load_local(CONFIG))
+    local = LocalBatches(reference.x_train, reference.y_train, 24, CONFIG.seed, torch.device("cpu"))
+    shipped = BroadcastBatches(MPI.COMM_SELF, splits, n_train, 24, CONFIG.seed, cuda)
+    # Hold on to every device batch without syncing: a copy still reading the buffer when the next batch
+    # is written into it would show up as a batch equal to its successor.
+    received = list(shipped.epoch(0))
+    torch.cuda.synchronize()
+    for (x1, y1), (x2, y2) in zip(local.epoch(0), received, strict=True):
+        assert torch.equal(x1, x2.cpu()) and torch.equal(y1, y2.cpu())
+
+
 @pytest.mark.parametrize("body", BODIES, ids=lambda b: b.__name__)
 def test_on_comm_self(body) -> None:
     body(MPI.COMM_SELF)

@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import ConfigError, RunConfig, load_config, parse_ranks, with_overrides
+from engine.config import (
+    OVERRIDE_BY_DEST,
+    OVERRIDES,
+    ConfigError,
+    RunConfig,
+    load_config,
+    parse_ranks,
+    with_overrides,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted((REPO / "configs").glob("*.toml"))
@@ -150,3 +158,79 @@ def test_the_cli_turns_every_bad_config_into_exit_2(
     err = capsys.readouterr().err
     assert err.startswith("ens-tui: ") and expected in err and err.count("\n") == 1
     assert not (tmp_path / "runs").exists(), "nothing is created for a refused config"
+
+
+def test_every_override_lands_on_its_config_field_and_is_an_option_of_the_cli() -> None:
+    """One table drives the CLI's options and `with_overrides`: each flag sets exactly its field."""
+    from ens_tui.cli import _parser
+
+    values = {int: 7, str: "x", bool: True}
+    special = {"--ranks": "3", "--strategy": "broadcast", "--dataset": "synthetic", "--limit": 64}
+    options = {a for action in _parser()._actions for a in action.option_strings}
+    for override in OVERRIDES:
+        assert override.flag in options
+        value = special.get(override.flag, values[override.type])
+        changed = with_overrides(RunConfig(), **{override.dest: value}).model_dump()
+        default = RunConfig().model_dump()
+        *parents, field = override.path
+        for part in parents:
+            changed, default = changed[part], default[part]
+        assert changed[field] != default[field], override.flag
+    assert OVERRIDE_BY_DEST["strategy"].choices() == ("sequential", "local", "broadcast", "fused")
+    assert with_overrides(RunConfig(), deterministic=True).parallel.deterministic
+    assert not RunConfig().parallel.deterministic
+
+
+def test_the_allowed_values_are_spelled_once() -> None:
+    from typing import get_args
+
+    from engine.config import DATASETS, OOD_SHIFTS, Dataset, OodShift
+    from engine.preflight import FILE_DATASETS
+
+    assert DATASETS == get_args(Dataset) and OOD_SHIFTS == get_args(OodShift)
+    assert set(FILE_DATASETS) <= set(DATASETS)
+    assert {"digits", "synthetic"} == set(DATASETS) - set(FILE_DATASETS), "only these need no files"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--run-config", "configs/quick-digits.toml", "--members", "many"], "argument --members: invalid int value"),
+        (["--run-config", "configs/quick-digits.toml", "--strategy", "ring"], "parallel.strategy: must be one of"),
+        (["--members", "3"], "--members needs --run-config TOML or --resume RUN_DIR"),
+        (["--dry-run"], "--dry-run needs --run-config TOML or --resume RUN_DIR"),
+    ],
+)
+def test_command_line_mistakes_are_one_line_and_exit_2(
+    args: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ens_tui.cli import main
+
+    try:
+        code = main(args)
+    except SystemExit as exit_:  # argparse's own refusals leave through SystemExit, as for a user
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2 and expected in err and err.count("\n") == 1, err
+
+
+def test_deterministic_reaches_the_plan(capsys: pytest.CaptureFixture[str]) -> None:
+    from ens_tui.cli import main
+
+    assert main(["--run-config", "configs/quick-digits.toml", "--deterministic", "--dry-run"]) == 0
+    assert ", deterministic" in capsys.readouterr().out
+
+
+def test_show_needs_a_run_folder_with_events_to_replay(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from engine.run_folder import RunFolder
+    from ens_tui.cli import main
+
+    folder = RunFolder(tmp_path / "run")
+    folder.path.mkdir()
+    folder.config.write_text(RunConfig().to_toml())
+    folder.info.write_text('{"status": "failed"}')
+    before = sorted(folder.path.iterdir())
+    assert main(["show", str(folder.path)]) == 2
+    err = capsys.readouterr().err
+    assert "no events.jsonl to replay" in err and err.count("\n") == 1
+    assert sorted(folder.path.iterdir()) == before

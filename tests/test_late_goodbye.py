@@ -8,9 +8,11 @@ mpiexec before they say goodbye and hang up.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from engine import events as ev
@@ -62,4 +64,10 @@ def test_goodbyes_that_arrive_after_mpiexec_exited_still_finish_the_run(tmp_path
     assert [e.type for e in events].count("hello") == 2
     assert sorted(e.rank for e in events if isinstance(e, ev.Goodbye)) == [0, 1]
     assert isinstance(events[-1], ev.RunDone) and events[-1].status == "finished"
+    # The ranks outlived the stand-in mpiexec; the launcher's SIGKILL to its process group lands asynchronously.
+    ranks = []
+    for pid in run_pids(events):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            ranks.append(psutil.Process(pid))
+    psutil.wait_procs(ranks, timeout=10)
     assert_no_process_left(run_pids(events))

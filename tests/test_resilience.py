@@ -45,32 +45,33 @@ def test_interrupted_run_resumes_to_the_same_report_as_a_straight_run(tmp_path: 
     assert interrupted.status == "interrupted"
     assert_no_process_left(run_pids(events))
     run_dir = interrupted.run_dir
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
-    done_epochs = [torch.load(p, weights_only=True)["epoch"] for p in sorted((run_dir / "checkpoints").glob("*.pt"))]
+    folder = RunFolder(run_dir)
+    assert json.loads(folder.info.read_text())["status"] == "interrupted"
+    done_epochs = [torch.load(p, weights_only=True)["epoch"] for p in sorted(folder.checkpoints.glob("*.pt"))]
     assert min(done_epochs) < 3, "the interrupt came too late to test a resume"
 
     resumed_events, resumed = run_launcher(config, run_dir=run_dir)
     assert resumed.status == "finished", resumed.reason
     resumed_epochs = sorted((e.member, e.epoch) for e in resumed_events if isinstance(e, ev.Epoch))
     assert all(epoch >= 1 for _, epoch in resumed_epochs), "completed epochs are not trained again"
-    ours = load_predictions(run_dir / "predictions.pt")["sets"]["test"]
-    reference = load_predictions(straight.run_dir / "predictions.pt")["sets"]["test"]
+    ours = load_predictions(folder.predictions)["sets"]["test"]
+    reference = load_predictions(RunFolder(straight.run_dir).predictions)["sets"]["test"]
     np.testing.assert_allclose(ours, reference, atol=1e-5)
-    assert json.loads((run_dir / "run.json").read_text())["resumes"] == 1
+    assert json.loads(folder.info.read_text())["resumes"] == 1
 
 
 def test_resume_refuses_what_is_not_a_resumable_run(tmp_path: Path, cli_env: dict[str, str]) -> None:
     (tmp_path / "notes.txt").write_text("hello")
-    finished = tmp_path / "finished"
-    finished.mkdir()
-    (finished / "config.toml").write_text("")
-    (finished / "run.json").write_text('{"status": "finished"}')
-    before = {p: p.read_bytes() for p in finished.iterdir()}
-    for target, expected in ((tmp_path, "not a run folder"), (finished, "already finished")):
+    finished = RunFolder(tmp_path / "finished")
+    finished.path.mkdir()
+    finished.config.write_text("")
+    finished.info.write_text('{"status": "finished"}')
+    before = {p: p.read_bytes() for p in finished.path.iterdir()}
+    for target, expected in ((tmp_path, "not a run folder"), (finished.path, "already finished")):
         done = subprocess.run([sys.executable, "-m", "ens_tui", "--resume", str(target)], cwd=REPO, env=cli_env,
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr
-    assert {p: p.read_bytes() for p in finished.iterdir()} == before, "a refused resume touches nothing"
+    assert {p: p.read_bytes() for p in finished.path.iterdir()} == before, "a refused resume touches nothing"
 
 
 class Recorder(Sink):

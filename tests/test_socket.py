@@ -8,6 +8,7 @@ import json
 import pytest
 
 from engine import events as ev
+from engine.run_folder import RunFolder
 from ens_tui.server import Disconnected, EventServer
 from tests.conftest import assert_no_process_left, run_launcher, run_pids, tiny_config
 
@@ -108,7 +109,7 @@ def test_a_rogue_client_during_a_real_run_changes_nothing(tmp_path) -> None:
 
     async def on_event(event: ev.Event, launcher) -> None:
         if isinstance(event, ev.Hello) and not rogue_sent:
-            endpoint = json.loads((launcher.run_dir / "run.json").read_text())["endpoint"]
+            endpoint = json.loads(RunFolder(launcher.run_dir).info.read_text())["endpoint"]
             _, w = await connect(endpoint)
             w.write(hello(0, token="0" * 64) + step(0) + b"junk\n")
             await w.drain()

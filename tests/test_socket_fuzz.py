@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from engine import events as ev
 from engine.report import load_predictions
+from engine.run_folder import RunFolder
 from ens_tui.server import Disconnected, EventServer
 from tests.conftest import run_launcher, tiny_config
 
@@ -113,10 +114,9 @@ def test_five_thousand_hostile_frames_during_a_real_run_change_nothing(tmp_path:
     endpoint = None
     deadline = time.monotonic() + 60
     while endpoint is None and time.monotonic() < deadline:
-        for info in runs.glob("*/run.json"):
-            events = info.parent / "events.jsonl"
-            if events.exists() and events.read_text().count('"hello"') == 2:
-                endpoint = json.loads(info.read_text())["endpoint"]
+        for folder in map(RunFolder, runs.glob("*")):
+            if folder.is_run() and folder.events.exists() and folder.events.read_text().count('"hello"') == 2:
+                endpoint = json.loads(folder.info.read_text())["endpoint"]
         time.sleep(0.05)
     assert endpoint, "the run never started"
     host, _, port = endpoint.rpartition(":")
@@ -134,8 +134,8 @@ def test_five_thousand_hostile_frames_during_a_real_run_change_nothing(tmp_path:
     assert sum(noisy.server.dropped.values()) > 0
     assert sum(isinstance(e, ev.Hello) for e in events) == 2
     np.testing.assert_allclose(
-        load_predictions(noisy.run_dir / "predictions.pt")["sets"]["test"],
-        load_predictions(quiet.run_dir / "predictions.pt")["sets"]["test"], atol=1e-5,
+        load_predictions(RunFolder(noisy.run_dir).predictions)["sets"]["test"],
+        load_predictions(RunFolder(quiet.run_dir).predictions)["sets"]["test"], atol=1e-5,
     )
-    recorded = (noisy.run_dir / "events.jsonl").read_text().splitlines()
+    recorded = RunFolder(noisy.run_dir).events.read_text().splitlines()
     assert len(recorded) == len(events)

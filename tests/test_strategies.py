@@ -55,23 +55,24 @@ def test_strategy_trains_every_member_and_reports_live(runs: dict, strategy: str
 def test_run_folder_holds_everything_to_replay_and_rescore(runs: dict, strategy: str) -> None:
     events, launcher = runs[strategy]
     run_dir: Path = launcher.run_dir
-    info = json.loads((run_dir / "run.json").read_text())
+    folder = RunFolder(run_dir)
+    info = json.loads(folder.info.read_text())
     assert info["status"] == "finished" and info["endpoint"].startswith("127.0.0.1:")
     assert info["ended"] >= info["started"]
-    lines = (run_dir / "events.jsonl").read_text().splitlines()
+    lines = folder.events.read_text().splitlines()
     assert len(lines) == len(events)
     assert all(json.loads(line).get("token", "") == "" for line in lines), "the run token must not be stored"
     for member in (0, 1):
-        state = torch.load(run_dir / f"checkpoints/member-{member:02d}.pt", weights_only=True)
+        state = torch.load(folder.checkpoint(member), weights_only=True)
         assert state["member"] == member and state["epoch"] == 1 and "optimizer" in state and "rng" in state
-    report = json.loads((run_dir / "report.json").read_text())
+    report = json.loads(folder.report_json.read_text())
     for key in ("ensemble", "members", "uncertainty", "ensemble_size_curve", "ood", "most_uncertain"):
         assert key in report
     assert set(report["ensemble"]) >= {"accuracy", "nll", "brier", "ece", "reliability"}
     assert set(report["uncertainty"]) == {"entropy", "aleatoric", "mutual_information"}
     assert [c["size"] for c in report["ensemble_size_curve"]] == [1, 2]
     assert set(report["ood"]["noise"]) >= {"auroc_entropy", "auroc_mi"}
-    assert "## Ensemble vs members" in (run_dir / "report.md").read_text()
+    assert "## Ensemble vs members" in folder.report_md.read_text()
     assert not list(run_dir.glob("**/*.tmp")), "atomic writes leave no temp files"
 
 

@@ -17,7 +17,7 @@ def _key_label(binding: Binding) -> str:
 
 
 class HelpScreen(ModalScreen[None]):
-    """Any key closes it."""
+    """A modal list of keys; esc, q, ? or enter closes it (other keys do nothing while it is open)."""
 
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }

@@ -28,7 +28,7 @@ from engine.rank import RankContext
 from engine.reporter import Reporter, Sink
 from engine.run_folder import RunFolder
 from engine.strategies import fused, sequential
-from engine.trainer import OneByOne, Trainer
+from engine.trainer import OneByOne, Trainer, learning_rate
 from engine.vectorized import StackedMembers, fused_chunk, measured_chunk, member_bytes, vectorized
 
 REPO = Path(__file__).resolve().parents[2]
@@ -93,10 +93,10 @@ def tensors(shape: tuple[int, int, int], n: int = 48) -> tuple[torch.Tensor, tor
 
 
 @pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_fused_members_equal_one_by_one_members(model: str, optimizer: str, float64: object) -> None:
-    """Every zoo model, both optimizers: same weights and per-member losses as members trained one by one."""
-    cfg = config(optimizer=optimizer, lr=0.01 if optimizer == "adam" else 0.05, weight_decay=1e-3)
+@pytest.mark.parametrize(("optimizer", "schedule"), [("sgd", "constant"), ("adam", "constant"), ("sgd", "cosine")])
+def test_fused_members_equal_one_by_one_members(model: str, optimizer: str, schedule: str, float64: object) -> None:
+    """Every zoo model, both optimizers and schedules: same weights and per-member losses as one by one."""
+    cfg = config(optimizer=optimizer, lr=0.01 if optimizer == "adam" else 0.05, weight_decay=1e-3, schedule=schedule)
     cfg.model.name = model  # type: ignore[assignment]
     shape = (3, 16, 16) if model == "resnet8" else (1, 28, 28)
     x, y = tensors(shape)
@@ -115,6 +115,16 @@ def test_fused_members_equal_one_by_one_members(model: str, optimizer: str, floa
     assert losses(by_one.calls) == pytest.approx(losses(by_many.calls), abs=1e-9)
     steps = [c for c in by_many.calls if c[0] == "step"]
     assert steps and all(c[-1] == 3 for c in steps), "step events say how many members trained at once"
+
+
+def test_cosine_schedule_decays_from_lr_to_zero_and_depends_on_position_only() -> None:
+    train = config(schedule="cosine", lr=0.1, epochs=4).train
+    steps = 10
+    rates = [learning_rate(train, e, s, steps) for e in range(4) for s in range(steps)]
+    assert rates[0] == pytest.approx(0.1) and rates[-1] < 0.1 * 0.01
+    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False)), "never rises"
+    assert learning_rate(train, 2, 0, steps) == pytest.approx(0.05), "half way through, half the rate"
+    assert learning_rate(config(lr=0.1).train, 3, 9, steps) == 0.1, "constant by default"
 
 
 def test_write_back_gives_checkpointable_optimizer_state() -> None:

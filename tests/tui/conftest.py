@@ -12,6 +12,7 @@ import pytest
 
 from engine import events as ev
 from engine.config import RunConfig
+from engine.run_folder import RunFolder
 from ens_tui import rundir
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -53,7 +54,7 @@ class ReplayLauncher:
     async def start(self) -> Path:
         self.started = True
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copy(self.recorded / "config.toml", self.run_dir / "config.toml")
+        shutil.copy(RunFolder(self.recorded).config, RunFolder(self.run_dir).config)
 
         async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await self._connected.put(reader)
@@ -89,9 +90,10 @@ class ReplayLauncher:
             event = ev.decode(line)
             self._last_t = event.t
             if isinstance(event, ev.ReportSaved):
-                for name in ("report.json", "report.md"):
-                    if (self.recorded / name).exists():
-                        shutil.copy(self.recorded / name, self.run_dir / name)
+                recorded, out = RunFolder(self.recorded), RunFolder(self.run_dir)
+                for source, target in ((recorded.report_json, out.report_json), (recorded.report_md, out.report_md)):
+                    if source.exists():
+                        shutil.copy(source, target)
             yield event
         if self._server is not None:
             self._server.close()

@@ -12,6 +12,7 @@ import psutil
 import pytest
 
 from engine import events as ev
+from engine.run_folder import RunFolder
 from ens_tui.app import EnsTuiApp
 from ens_tui.dialogs.confirm_quit import ConfirmQuit
 from ens_tui.screens.report import ReportScreen
@@ -42,7 +43,7 @@ def tiny_toml(tmp_path: Path, *, epochs: int = 1, limit: int = 320) -> Path:
 def assert_nothing_left(run_dir: Path, events: list[ev.Event]) -> None:
     """Every rank and mpiexec itself are gone (zombies aside)."""
     pids = [e.pid for e in events if isinstance(e, ev.Hello)]
-    info = json.loads((run_dir / "run.json").read_text())
+    info = json.loads(RunFolder(run_dir).info.read_text())
     pids.append(info["pid"])
     deadline = time.monotonic() + 10
     while True:
@@ -78,7 +79,7 @@ async def test_launch_watch_report_quit(tmp_path: Path) -> None:
         run_dir = run.run_dir
         await pilot.press("q")
     assert app.return_code == 0
-    assert run_dir is not None and (run_dir / "report.json").exists()
+    assert run_dir is not None and RunFolder(run_dir).report_json.exists()
     from ens_tui import rundir
 
     assert_nothing_left(run_dir, rundir.read_events(run_dir))
@@ -102,5 +103,5 @@ async def test_quitting_mid_training_stops_every_rank(tmp_path: Path) -> None:
     assert run_dir is not None
     from ens_tui import rundir
 
-    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    assert json.loads(RunFolder(run_dir).info.read_text())["status"] == "interrupted"
     assert_nothing_left(run_dir, rundir.read_events(run_dir))

@@ -40,3 +40,11 @@ def test_a_file_reachable_twice_is_listed_once(tmp_path: Path) -> None:
     presets = discover([folder / "quick-digits.toml"], cwd=folder.parent)
     assert [p.name for p in presets].count("quick-digits") == 1
     assert presets[0].source == "argument"
+
+
+
+def test_builtins_follow_quick_digits_in_file_name_order() -> None:
+    """The order presets.py's comment describes (and the setup-screen snapshots show)."""
+    names = [p.name for p in discover(cwd=Path("/nonexistent")) if p.source == "builtin"]
+    assert names[:4] == ["quick-digits", "seed-cpu2-broadcast", "seed-cpu2-gpu1-broadcast", "seed-cpu2-gpu1-local"]
+    assert names[1:] == sorted(names[1:])
