@@ -17,8 +17,17 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.mpi
 
 
+CONFIG = parse_config({
+    "data": {"dataset": "digits", "limit": 160, "ood": []},
+    "train": {"members": 3, "epochs": 1, "batch_size": 32},
+    "parallel": {"strategy": "local", "placement": "dynamic", "ranks": [{"count": 2, "device": "cpu"}]},
+}, "test")
+
+
 def run_worker(run_dir: Path, thread_level: str) -> list[ev.Event]:
-    """The real worker on two mpiexec ranks, its MPI initialised at `thread_level`; events come on stdout."""
+    """The real worker on two mpiexec ranks (3 members, dynamic placement asked for), its MPI initialised at
+    `thread_level`; without the launcher, events come on stdout."""
+    RunFolder(run_dir).config.write_text(CONFIG.to_toml())
     done = subprocess.run(
         [find_mpiexec(), "-n", "2", sys.executable, "-m", "mpi4py", "-rc", f"thread_level={thread_level}", "-m",
          "engine.worker", "--run-dir", str(run_dir)],
@@ -29,12 +38,6 @@ def run_worker(run_dir: Path, thread_level: str) -> list[ev.Event]:
 
 
 def test_an_mpi_without_thread_multiple_gets_static_placement_and_a_warning(tmp_path: Path) -> None:
-    config = parse_config({
-        "data": {"dataset": "digits", "limit": 160, "ood": []},
-        "train": {"members": 3, "epochs": 1, "batch_size": 32},
-        "parallel": {"strategy": "local", "placement": "dynamic", "ranks": [{"count": 2, "device": "cpu"}]},
-    }, "test")
-    RunFolder(tmp_path).config.write_text(config.to_toml())
     events = run_worker(tmp_path, "serialized")
     hellos = sorted((e for e in events if isinstance(e, ev.Hello)), key=lambda e: e.rank or 0)
     assert [h.members for h in hellos] == [[0, 2], [1]], "round-robin, announced up front"
@@ -46,12 +49,6 @@ def test_an_mpi_without_thread_multiple_gets_static_placement_and_a_warning(tmp_
 
 
 def test_with_thread_multiple_the_queue_decides(tmp_path: Path) -> None:
-    config = parse_config({
-        "data": {"dataset": "digits", "limit": 160, "ood": []},
-        "train": {"members": 3, "epochs": 1, "batch_size": 32},
-        "parallel": {"strategy": "local", "placement": "dynamic", "ranks": [{"count": 2, "device": "cpu"}]},
-    }, "test")
-    RunFolder(tmp_path).config.write_text(config.to_toml())
     events = run_worker(tmp_path, "multiple")
     assert [h.members for h in events if isinstance(h, ev.Hello)] == [[], []]
     assert not any(isinstance(e, ev.Log) and "MPI_THREAD_MULTIPLE" in e.message for e in events)
