@@ -331,7 +331,6 @@ def resume_overrides(saved: RunConfig, **overrides: Any) -> RunConfig:
         override = OVERRIDE_BY_DEST[key]
         if override.resume == "refuse":
             raise ConfigError(f"{override.flag} cannot change on --resume: {override.why}")
-        if override.resume == "grow" and value < _get(saved.model_dump(), override.path):
-            current = _get(saved.model_dump(), override.path)
+        if override.resume == "grow" and value < (current := _get(saved.model_dump(), override.path)):
             raise ConfigError(f"{override.flag} {value} is below the run's {current}: {override.why}")
     return with_overrides(saved, **overrides)
