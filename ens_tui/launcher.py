@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -34,6 +35,10 @@ VANISHED_GRACE_S = 3.0
 STOP_GRACE_S = 3.0
 DRAIN_S = 3.0
 """After mpiexec exits, how long frames still in flight may take to arrive (ends early once every rank hung up)."""
+BAD_TERMINATION = re.compile(r"BAD TERMINATION.*?PID (?P<pid>\d+) RUNNING AT (?P<host>\S+).*?EXIT CODE: (?P<code>\d+)",
+                             re.DOTALL)
+"""What mpich's hydra prints about the first rank that died; later cleanup messages name the others."""
+EXIT_STRING = re.compile(r"EXIT STRING: (?P<text>.+)")
 
 __all__ = ["LaunchError", "Launcher", "find_mpiexec", "setup_problem"]
 
@@ -104,6 +109,8 @@ class Launcher:
         self._deadline: float | None = None
         self._goodbyes: set[int] = set()
         self._hung_up: set[int] = set()
+        self._ranks_by_pid: dict[tuple[str, int], int] = {}
+        self._vanished_first = False
 
     # ------------------------------------------------------------------ start
     async def start(self) -> Path:
@@ -204,6 +211,8 @@ class Launcher:
             self.status = "finished"
         else:
             self._fail(self.reason or f"mpiexec exited with code {proc.returncode}: {self._log_tail()}")
+            if self._vanished_first:
+                self.reason = self._culprit() or self.reason
         ended = time.time()
         write_run_info(self.run_dir, status=self.status, ended=ended, returncode=proc.returncode, reason=self.reason,
                        dropped_frames=dict(server.dropped))
@@ -224,9 +233,12 @@ class Launcher:
             if item.clean:
                 self._goodbyes.add(item.rank)
             elif not self._stop_requested:
+                self._vanished_first = self._vanished_first or self.status != "failed"
                 self._fail(f"rank {item.rank} vanished (its connection dropped without a goodbye)")
                 self._deadline = self._deadline or time.monotonic() + VANISHED_GRACE_S
             return None
+        if isinstance(item, ev.Hello):
+            self._ranks_by_pid[item.host, item.pid] = item.rank
         if isinstance(item, ev.Error):
             where = f"rank {item.rank}" if item.rank is not None else "launcher"
             self._fail(f"{where}: {item.message}")
@@ -254,6 +266,28 @@ class Launcher:
         except OSError:
             return ""
         return " | ".join(text[-lines:]) if text else f"no output (see {log.name})"
+
+    def _culprit(self) -> str:
+        """Which rank died first, as mpiexec's log names it; "" when the log names no rank we know.
+
+        Once one rank dies, mpiexec kills the others, and their connections drop in whatever order the
+        socket reports them; mpiexec's own log is the one witness of which died first.
+        """
+        try:
+            log = RunFolder(self.run_dir).mpiexec_log.read_text(errors="replace")
+        except OSError:
+            return ""
+        found = BAD_TERMINATION.search(log)
+        if found is None:
+            return ""
+        short = found["host"].split(".")[0]
+        rank = next((r for (host, pid), r in self._ranks_by_pid.items()
+                     if pid == int(found["pid"]) and host.split(".")[0] == short), None)
+        if rank is None:
+            return ""
+        how = EXIT_STRING.search(log)
+        return (f"rank {rank} vanished ({how['text'].strip().lower() if how else 'exit code ' + found['code']}; "
+                "its connection dropped without a goodbye)")
 
     def _fail(self, reason: str) -> None:
         if self.status != "failed":

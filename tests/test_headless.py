@@ -32,12 +32,12 @@ def recorded(folder: RunFolder) -> list[dict]:
 
 
 def wait_for_hellos(runs: Path, count: int, timeout: float = 60) -> tuple[RunFolder, list[int]]:
-    """Poll events.jsonl (as a person would tail it) until every rank has said hello and trains."""
+    """Poll events.jsonl (as a person would tail it) until every rank has said hello and trains; pids by rank."""
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         for folder in map(RunFolder, runs.glob("*")):
             lines = recorded(folder)
-            pids = [e["pid"] for e in lines if e["type"] == "hello"]
+            pids = [e["pid"] for e in sorted((e for e in lines if e["type"] == "hello"), key=lambda e: e["rank"])]
             if len(pids) == count and any(e["type"] == "step" for e in lines):
                 return folder, pids
         time.sleep(0.2)
@@ -86,6 +86,7 @@ def test_a_killed_rank_fails_the_run_and_leaves_no_process(tmp_path: Path, cli_e
     types = [e["type"] for e in events]
     assert types.count("run_done") == 1 and types[-1] == "run_done", "the launcher's verdict is the last word"
     assert events[-1]["status"] == "failed" and "rank 1" in events[-1]["reason"], events[-1]
+    assert "signal 9" in events[-1]["reason"], "mpiexec's witness names how the rank died"
     assert types.count("epoch") < 2 * EPOCHS, "the failure was noticed while the run still trained"
     assert "goodbye" not in types, "no rank finished cleanly"
     info = json.loads(folder.info.read_text())
