@@ -7,6 +7,7 @@ so it must stay free of torch and textual.
 from __future__ import annotations
 
 import difflib
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +24,30 @@ ModelName = Literal["seed-cnn", "mlp", "lenet5", "resnet8"]
 Strategy = Literal["sequential", "local", "broadcast", "fused"]
 DATASETS: tuple[str, ...] = get_args(Dataset)
 OOD_SHIFTS: tuple[str, ...] = get_args(OodShift)
+ZOO: tuple[str, ...] = get_args(ModelName)
+FILE_KINDS = ("imagefolder", "npz")
+"""Your own data, read from `root` (a folder of class folders, or one .npz file)."""
+TORCHVISION = "torchvision:"
+"""Prefix of a torchvision dataset class (`torchvision:SVHN`) or model builder (`torchvision:resnet18`)."""
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+_TORCHVISION_NAME = re.compile(rf"^torchvision:{_IDENT}$")
+_IMPORT_PATH = re.compile(rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}(\.{_IDENT})*$")
+DATASET_CHOICES = ", ".join(DATASETS) + ", imagefolder (root = DIR), npz (root = FILE.npz) or torchvision:NAME"
+OOD_CHOICES = ", ".join(OOD_SHIFTS + DATASETS) + ", imagefolder:DIR, npz:FILE or torchvision:NAME"
+MODEL_CHOICES = ", ".join(ZOO) + ", torchvision:BUILDER (e.g. torchvision:resnet18) or package.module:attr"
+
+
+def is_import_path(name: str) -> bool:
+    """`package.module:attr`, the way a user names their own model (torchvision: names are not)."""
+    return not name.startswith(TORCHVISION) and bool(_IMPORT_PATH.match(name))
+
+
+def split_source(spec: str) -> tuple[str, str]:
+    """`kind:argument` of an OOD or data source (`npz:x.npz` → ("npz", "x.npz")); ("noise", "") for plain names."""
+    kind, sep, arg = spec.partition(":")
+    if kind == "torchvision":
+        return kind, arg
+    return (kind, arg) if sep and kind in FILE_KINDS else (spec, "")
 
 
 class ConfigError(ValueError):
@@ -34,10 +59,19 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    dataset: Dataset = "digits"
-    """Training data; `digits` is scikit-learn's bundled set and needs no download."""
+    dataset: str = "digits"
+    """Training data: a named set (`digits` is scikit-learn's bundled set and needs no download), your own
+    `imagefolder` or `npz` at `root`, or any `torchvision:NAME` dataset class."""
     root: str = "data"
-    """torchvision root holding `<Dataset>/raw/…` for the file-backed datasets."""
+    """torchvision root holding `<Dataset>/raw/…`; for imagefolder the folder holding `train/<class>/…`
+    (and optionally `test/<class>/…`); for npz the .npz file."""
+    image_size: list[int] | None = Field(None, min_length=2, max_length=2)
+    """[H, W] every image is resized to (imagefolder; default: the first training image's size)."""
+    channels: Literal[1, 3] | None = None
+    """1 (grayscale) or 3 (RGB) for imagefolder; default 1 when every image is grayscale, else 3."""
+    cache: bool = True
+    """Keep decoded image folders in the cache folder ($ENS_TUI_CACHE, else ~/.cache/ens-tui), so the next run
+    of the same files starts in about a second; false decodes every time and removes the folder's entry."""
     download: bool = False
     """Let torchvision download a missing dataset into `root`."""
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
@@ -49,19 +83,48 @@ class DataConfig(_Section):
     limit: int | None = Field(None, ge=16)
     """Use at most this many training samples (quick experiments and tests)."""
 
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        if value in DATASETS or value in FILE_KINDS or _TORCHVISION_NAME.match(value):
+            return value
+        raise ValueError(f"must be one of {DATASET_CHOICES}")
+
+    @field_validator("image_size")
+    @classmethod
+    def _positive_size(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and not all(4 <= side <= 4096 for side in value):
+            raise ValueError("must be [H, W] with each side from 4 to 4096 pixels")
+        return value
+
     @field_validator("ood")
     @classmethod
     def _known_ood(cls, value: list[str]) -> list[str]:
-        allowed = OOD_SHIFTS + DATASETS
         for name in value:
-            if name not in allowed:
-                raise ValueError(f"unknown OOD set {name!r}; allowed: {', '.join(allowed)}")
+            kind, arg = split_source(name)
+            if name in OOD_SHIFTS + DATASETS or (kind in FILE_KINDS and arg) or _TORCHVISION_NAME.match(name):
+                continue
+            raise ValueError(f"unknown OOD set {name!r}; allowed: {OOD_CHOICES}")
         return value
 
 
 class ModelConfig(_Section):
-    name: ModelName = "seed-cnn"
-    """Architecture of every member; resnet8 is meant for 3-channel data such as cifar10."""
+    name: str = "seed-cnn"
+    """Architecture of every member: the zoo (seed-cnn, mlp, lenet5; resnet8 for 3-channel data such as
+    cifar10), `torchvision:BUILDER` (any torchvision.models builder, first conv adapted to the channels), or your
+    own `package.module:attr` (a Module class or a factory; the config file's folder is on the import path)."""
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Keyword arguments for a torchvision builder or your own model (`num_classes`, `in_channels` and
+    `image_size` are passed too where its signature takes them)."""
+    path: list[str] = Field(default_factory=list)
+    """Folders searched first when importing your own model; the config file's folder is added when it is read."""
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value in ZOO or _TORCHVISION_NAME.match(value) or is_import_path(value):
+            return value
+        raise ValueError(f"must be one of {MODEL_CHOICES}")
 
 
 class TrainConfig(_Section):
@@ -215,7 +278,14 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"{path}: not a text file (expected TOML)") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: invalid TOML: {err}") from None
-    return parse_config(data, str(path))
+    config = parse_config(data, str(path))
+    if is_import_path(config.model.name):
+        # Like pytest's rootdir: a `mymodels.py` beside the config imports; ranks and `predict` read the
+        # absolute folder from the run's resolved config, wherever they run.
+        folders = [str((path.parent / p).resolve()) for p in config.model.path]
+        here = str(path.parent.resolve())
+        config.model.path = folders + [here] * (here not in folders)
+    return config
 
 
 def parse_ranks(spec: str) -> list[RankGroup]:

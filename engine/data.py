@@ -50,6 +50,11 @@ class Splits:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def inputs(self) -> dict[str, int | float]:
+        """How a raw image becomes a model input here (report.json's `inputs`, what predict repeats)."""
+        c, h, w = self.shape
+        return {"channels": c, "height": h, "width": w, "mean": self.mean, "std": self.std}
+
 
 # --------------------------------------------------------------------------- raw loaders
 # Each returns uint8/float images in [0, 1] as (N, C, H, W) float32 and int64 labels for train and test.

@@ -48,7 +48,7 @@ def make_member(
     folder: RunFolder | None = None,
 ) -> Member:
     """Build member `index` on `device`, resuming from its checkpoint in `folder` when there is one."""
-    model = prefer_layout(build_member(config.model.name, shape, classes, config.seed, index).to(device), device)
+    model = prefer_layout(build_member(config.model, shape, classes, config.seed, index).to(device), device)
     member = Member(index, model, make_optimizer(model.parameters(), config.train))
     if folder is not None:
         restore_member(member, folder, device)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.config import ModelConfig
 from engine.seeding import member_seed
 
 
@@ -111,14 +112,15 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
-def build_model(name: str, shape: tuple[int, int, int], classes: int) -> nn.Module:
-    """An untrained model for images of `shape` (C, H, W)."""
+def build_model(model: ModelConfig | str, shape: tuple[int, int, int], classes: int) -> nn.Module:
+    """An untrained model for images of `shape` (C, H, W); a plain name means a zoo model."""
+    config = ModelConfig(name=model) if isinstance(model, str) else model
     channels, height, _ = shape
-    return MODELS[name](channels, height, classes)
+    return MODELS[config.name](channels, height, classes)
 
 
-def build_member(name: str, shape: tuple[int, int, int], classes: int, seed: int, member: int) -> nn.Module:
+def build_member(model: ModelConfig, shape: tuple[int, int, int], classes: int, seed: int, member: int) -> nn.Module:
     """Member `member` of the ensemble: its initial weights depend only on (seed, member)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(member_seed(seed, member))
-        return build_model(name, shape, classes)
+        return build_model(model, shape, classes)

@@ -6,10 +6,13 @@ Torch-free on purpose: the launcher and the setup screen call it, and the UI nev
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.config import RunConfig
+from engine.config import FILE_KINDS, TORCHVISION, ZOO, RunConfig, split_source
 from engine.utilization import nvml_device_count
 
 
@@ -96,6 +99,42 @@ def data_problem(config: RunConfig) -> str | None:
     return None
 
 
-def setup_problem(config: RunConfig) -> str | None:
-    """The first reason this setup cannot run here, or None when it can."""
-    return device_problem(config) or data_problem(config)
+def needs_probe(config: RunConfig) -> bool:
+    """Whether the config names your own data or model, which only torch can check (`engine.probe`)."""
+    sources = [config.data.dataset, *config.data.ood]
+    custom = [s for s in sources if s in FILE_KINDS or split_source(s)[0] in FILE_KINDS or s.startswith(TORCHVISION)]
+    return bool(custom) or config.model.name not in ZOO
+
+
+def probe_problem(config: RunConfig, progress: Callable[[str], None] | None = None) -> str | None:
+    """Run `engine.probe` on the config in a fresh process; its one-line verdict, or None when the run can start.
+
+    `progress` receives the probe's progress lines (decoding an image folder, say) as they come.
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "engine.probe"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stderr is not None and proc.stdout is not None
+    proc.stdin.write(config.to_toml())
+    proc.stdin.close()
+    tail: list[str] = []
+    for line in proc.stderr:
+        tail = (tail + [line.rstrip()])[-5:]
+        if progress is not None and line.strip():
+            progress(line.rstrip())
+    out = proc.stdout.read().strip().splitlines()
+    code = proc.wait()
+    if code == 0:
+        return None
+    if code == 2 and out:
+        return out[-1]
+    return f"checking your data and model failed (exit {code}): {' | '.join(tail) or 'no output'}"
+
+
+def setup_problem(config: RunConfig, probe: bool = False, progress: Callable[[str], None] | None = None) -> str | None:
+    """The first reason this setup cannot run here, or None when it can.
+
+    The torch-free checks are instant; `probe=True` also loads your own data and model in a fresh process
+    (seconds), as a launch does.
+    """
+    return (device_problem(config) or data_problem(config)
+            or (probe_problem(config, progress) if probe and needs_probe(config) else None))

@@ -20,6 +20,7 @@ from engine.checkpoint import save_checkpoint
 from engine.report_model import (
     EnsembleScores,
     Histogram,
+    Inputs,
     MemberScores,
     OodHistogram,
     OodResult,
@@ -27,6 +28,7 @@ from engine.report_model import (
     Report,
     Scores,
     SizePoint,
+    Thresholds,
     UncertainTestInput,
     Uncertainty,
 )
@@ -114,6 +116,8 @@ def build_report(pred: dict[str, Any]) -> Report:
         in_dist_entropy_hist=Histogram(**U.histogram({"in_dist": parts["entropy"]})),
         ood=ood,
         most_uncertain=most_uncertain,
+        inputs=Inputs(**pred["inputs"]) if "inputs" in pred else None,
+        thresholds=Thresholds(**U.verdict_thresholds(parts, mean.argmax(axis=1) == labels)),
     )
 
 

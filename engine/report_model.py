@@ -107,6 +107,31 @@ class UncertainTestInput(_Part):
     image: list[list[float]] | None = None
 
 
+class Inputs(_Part):
+    """How a raw image becomes a member's input (what `ens-tui predict` and export repeat).
+
+    Images are resized to (height, width), converted to `channels`, scaled to [0, 1], then normalised
+    with the training split's `mean` and `std`.
+    """
+
+    channels: int
+    height: int
+    width: int
+    mean: float
+    std: float
+
+
+class Thresholds(_Part):
+    """Verdict levels for new inputs, calibrated on this run's test split (nats).
+
+    `uncertain` above `entropy`: the level that keeps 95 % of correctly classified test inputs confident.
+    `out-of-distribution` above `mutual_information`: the level that flags 5 % of in-distribution test inputs.
+    """
+
+    entropy: float
+    mutual_information: float
+
+
 class ReportError(ValueError):
     """report.json cannot be read or is not a report; the message is one line saying which and why."""
 
@@ -132,6 +157,9 @@ class Report(_Part):
     ood: dict[str, OodResult] = Field(default_factory=dict)
     """Keyed by OOD set name (noise, rotate, invert …), in the order the run evaluated them."""
     most_uncertain: list[UncertainTestInput] = Field(default_factory=list)
+    inputs: Inputs | None = None
+    """None in reports written before ens-tui recorded it; such runs cannot be used by `predict`."""
+    thresholds: Thresholds | None = None
 
     @classmethod
     def read(cls, path: Path | str) -> Report:

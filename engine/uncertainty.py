@@ -30,6 +30,33 @@ def decompose(probs: np.ndarray) -> dict[str, np.ndarray]:
     return {"entropy": total, "aleatoric": aleatoric, "mutual_information": np.maximum(total - aleatoric, 0.0)}
 
 
+CONFIDENT_SHARE = 0.95
+"""Share of correctly classified test inputs a verdict threshold keeps `confident`."""
+FLAGGED_SHARE = 0.05
+"""Share of in-distribution test inputs the `out-of-distribution` threshold flags."""
+
+
+def verdict_thresholds(parts: dict[str, np.ndarray], correct: np.ndarray) -> dict[str, float]:
+    """Entropy above which an input is `uncertain`, mutual information above which it is `out-of-distribution`.
+
+    Both are quantiles of the run's own test split, so a verdict means the same on any dataset: an
+    `uncertain` input is less sure than 95 % of the inputs the ensemble got right, an out-of-distribution
+    one disagrees more than all but 5 % of in-distribution inputs.
+    """
+    right = parts["entropy"][correct] if correct.any() else parts["entropy"]
+    return {
+        "entropy": float(np.quantile(right, CONFIDENT_SHARE)),
+        "mutual_information": float(np.quantile(parts["mutual_information"], 1.0 - FLAGGED_SHARE)),
+    }
+
+
+def verdicts(entropy: np.ndarray, mutual_information: np.ndarray, thresholds: dict[str, float]) -> list[str]:
+    """`confident | uncertain | out-of-distribution` per input; disagreement among members outranks doubt."""
+    return ["out-of-distribution" if mi > thresholds["mutual_information"] else
+            "uncertain" if h > thresholds["entropy"] else "confident"
+            for h, mi in zip(entropy.tolist(), mutual_information.tolist(), strict=True)]
+
+
 def accuracy(p: np.ndarray, labels: np.ndarray) -> float:
     return float((p.argmax(axis=1) == labels).mean())
 

@@ -177,7 +177,7 @@ def measured_chunk(config: RunConfig, shape: tuple[int, int, int], classes: int,
     k = 1
     while k <= limit:
         with torch.random.fork_rng(devices=[]):
-            models = [prefer_layout(build_model(config.model.name, shape, classes).to(device), device)
+            models = [prefer_layout(build_model(config.model, shape, classes).to(device), device)
                       for _ in range(k)]
         members = [Member(i, m, make_optimizer(m.parameters(), config.train)) for i, m in enumerate(models)]
         stepper = vectorized(members, config.train)

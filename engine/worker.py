@@ -53,6 +53,7 @@ def finish(ctx: RankContext, outcome: Outcome) -> None:
         "classes": splits.classes,
         "labels": splits.y_test.cpu().numpy(),
         "images": (splits.x_test * splits.std + splits.mean).cpu().numpy(),
+        "inputs": splits.inputs(),
         "sets": {name: np.stack([predictions[m][name] for m in members]) for name in eval_sets},
     }
     folder = RunFolder(ctx.run_dir)

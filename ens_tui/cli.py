@@ -5,6 +5,9 @@
     ens-tui --resume runs/<run-id>          continue an interrupted or failed run (where and how it runs, and
                                             more epochs, may change; what the saved members mean may not)
     ens-tui show runs/<run-id>              replay a finished or failed run and its report
+    ens-tui predict RUN INPUT…              the trained ensemble's answer, with its uncertainty, for new inputs
+    ens-tui export RUN --format torchscript one self-contained module: raw images in, probabilities out
+    ens-tui cache clear                     remove decoded image folders kept to start the next run fast
     ens-tui bench [options]                 the seed's benchmark table (see `ens-tui bench --help`)
 """
 
@@ -78,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["bench"]:
         # The benchmark imports torch, so it runs in the engine's own process.
         return subprocess.call([sys.executable, "-m", "bench.seed_workload", *argv[1:]])
+    if argv[:1] in (["predict"], ["export"]):
+        # Both load the members (torch), so they too run in an engine process.
+        return subprocess.call([sys.executable, "-m", f"engine.{argv[0]}", *argv[1:]])
+    if argv[:1] == ["cache"]:
+        return _cache(argv[1:])
     if argv[:1] == ["show"]:
         return _show(argv[1:])
     parser = _parser()
@@ -148,7 +156,7 @@ def _dry_run(config: RunConfig, mpiexec: str | None, run_dir: Path | None = None
     """Everything a launch would check and do, short of starting ranks (or writing anything)."""
     from ens_tui.launcher import LaunchError, find_mpiexec, setup_problem
 
-    problem = setup_problem(config)
+    problem = setup_problem(config, probe=True, progress=lambda line: print(line, file=sys.stderr))
     if problem:
         return _error(problem)
     try:
@@ -162,6 +170,18 @@ def _dry_run(config: RunConfig, mpiexec: str | None, run_dir: Path | None = None
           f"{p.threads_per_rank} thread(s) each" + (", deterministic" if p.deterministic else ""))
     target = run_dir if run_dir is not None else f"{config.output_dir}/<run-id>"
     print(f"would run: {found} -n {p.world_size} {sys.executable} -m mpi4py -m engine.worker --run-dir {target}")
+    return 0
+
+
+def _cache(argv: list[str]) -> int:
+    """`ens-tui cache clear`: the decoded image folders go; the next run of each decodes it again."""
+    from engine.image_cache import cache_dir, clear_cache
+
+    parser = _Parser(prog="ens-tui cache", description=f"Decoded image folders kept under {cache_dir()}.")
+    parser.add_argument("action", choices=["clear"], help="clear: remove every cached image folder")
+    parser.parse_args(argv)
+    count, size = clear_cache()
+    print(f"removed {count} cached image folder(s), {size / 2**20:.1f} MiB, from {cache_dir()}")
     return 0
 
 

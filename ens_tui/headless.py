@@ -167,7 +167,8 @@ def run_headless(config: RunConfig, *, mpiexec: str | None = None, console: Cons
                  bind: str = "127.0.0.1", hostfile: str | None = None, resume: Path | None = None) -> int:
     """Run one config to the end (or continue the run folder `resume`); returns the process exit code."""
     console = console or Console()
-    launcher = Launcher(config, mpiexec=mpiexec, bind=bind, hostfile=hostfile, run_dir=resume)
+    launcher = Launcher(config, mpiexec=mpiexec, bind=bind, hostfile=hostfile, run_dir=resume,
+                        progress=lambda line: console.print(escape(line), style="dim", highlight=False))
     view = HeadlessView(config, console)
     try:
         done = asyncio.run(_run(launcher, view, console))

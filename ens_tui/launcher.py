@@ -16,7 +16,7 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import psutil
@@ -92,9 +92,11 @@ class Launcher:
 
     def __init__(
         self, config: RunConfig, *, mpiexec: str | None = None, bind: str = "127.0.0.1",
-        hostfile: str | None = None, run_dir: Path | None = None,
+        hostfile: str | None = None, run_dir: Path | None = None, progress: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
+        self.progress = progress
+        """Receives progress lines of the checks before launch (decoding your image folder, say)."""
         self.mpiexec = mpiexec
         self.bind, self.hostfile = bind, hostfile
         self.run_dir: Path = run_dir if run_dir is not None else Path()
@@ -115,7 +117,7 @@ class Launcher:
     # ------------------------------------------------------------------ start
     async def start(self) -> Path:
         """Validate, create runs/<id>/, open the socket, spawn mpiexec. Raises LaunchError."""
-        problem = setup_problem(self.config)
+        problem = await asyncio.to_thread(setup_problem, self.config, True, self.progress)
         if problem:
             raise LaunchError(problem)
         mpiexec = find_mpiexec(self.mpiexec)

@@ -65,7 +65,7 @@ BAD = [
     ("[data]\ndataset = 'imagenet'\n", "data.dataset: must be one of"),
     ("[data]\nval_fraction = 1.5\n", "data.val_fraction"),
     ("[data]\nood = ['gaussian']\n", "unknown OOD set 'gaussian'"),
-    ("[model]\nname = 'vgg'\n", "model.name: must be one of seed-cnn, mlp, lenet5 or resnet8"),
+    ("[model]\nname = 'vgg'\n", "model.name: must be one of seed-cnn, mlp, lenet5, resnet8, torchvision:BUILDER"),
     ("[parallel]\nstrategy = 'ring'\n", "parallel.strategy: must be one of"),
     ("[parallel]\nranks = [{count = 2, device = 'tpu'}]\n", "unknown device 'tpu'"),
     ("[parallel]\nranks = [{count = 0, device = 'cpu'}]\n", "parallel.ranks[0].count"),

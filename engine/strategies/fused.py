@@ -27,7 +27,7 @@ def chunk_size(ctx: RankContext, splits: Splits, batches: LocalBatches) -> int:
         ctx.reporter.log("fused: deterministic run, so members train one at a time (bit-identical to the "
                          "other strategies)", "info")
         return 1
-    chunk = fused_chunk(build_model(config.model.name, splits.shape, splits.num_classes), splits.shape, config,
+    chunk = fused_chunk(build_model(config.model, splits.shape, splits.num_classes), splits.shape, config,
                         ctx.device)
     if config.parallel.max_fused:
         return chunk
