@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 # The allowed values, each spelled once; tuples that code needs are derived from them.
 Dataset = Literal["digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "synthetic"]
@@ -66,9 +66,10 @@ class DataConfig(_Section):
     """torchvision root holding `<Dataset>/raw/…`; for imagefolder the folder holding `train/<class>/…`
     (and optionally `test/<class>/…`); for npz the .npz file."""
     image_size: list[int] | None = Field(None, min_length=2, max_length=2)
-    """[H, W] every image is resized to (imagefolder; default: the first training image's size)."""
+    """[H, W] every image is resized to (any source; unset: the data's own size, and an image folder of mixed
+    sizes is refused)."""
     channels: Literal[1, 3] | None = None
-    """1 (grayscale) or 3 (RGB) for imagefolder; default 1 when every image is grayscale, else 3."""
+    """1 (grayscale) or 3 (RGB), any source; unset: the data's own (an image folder: 1 when every image is gray)."""
     cache: bool = True
     """Keep decoded image folders in the cache folder ($ENS_TUI_CACHE, else ~/.cache/ens-tui), so the next run
     of the same files starts in about a second; false decodes every time and removes the folder's entry."""
@@ -79,7 +80,8 @@ class DataConfig(_Section):
     synthetic_size: int = Field(60000, ge=16)
     """Number of samples when `dataset = "synthetic"` (MNIST-shaped, seeded)."""
     ood: list[str] = Field(default_factory=lambda: ["noise", "rotate"])
-    """Out-of-distribution sets for the report: built-in shifts (noise, rotate, invert) or dataset names."""
+    """Out-of-distribution sets for the report: built-in shifts (noise, rotate, invert), dataset names,
+    `imagefolder:DIR`, `npz:FILE` or `torchvision:NAME` (converted to the training images' channels and size)."""
     limit: int | None = Field(None, ge=16)
     """Use at most this many training samples (quick experiments and tests)."""
 
@@ -125,6 +127,13 @@ class ModelConfig(_Section):
         if value in ZOO or _TORCHVISION_NAME.match(value) or is_import_path(value):
             return value
         raise ValueError(f"must be one of {MODEL_CHOICES}")
+
+    @model_validator(mode="after")
+    def _kwargs_need_a_builder(self) -> ModelConfig:
+        if self.kwargs and self.name in ZOO:
+            raise ValueError(f"the zoo model {self.name!r} takes no [model.kwargs]; they are for torchvision:BUILDER "
+                             "or your own package.module:attr")
+        return self
 
 
 class TrainConfig(_Section):
@@ -364,7 +373,8 @@ OVERRIDES: tuple[Override, ...] = (
     Override("--deterministic", ("parallel", "deterministic"), bool,
              "same per-member threads and deterministic kernels in every strategy (bit-identical members)"),
     Override("--dataset", ("data", "dataset"), str, "training data", "refuse", _CHANGES_MEMBERS),
-    Override("--data-root", ("data", "root"), str, "torchvision root of the file-backed datasets"),
+    Override("--data-root", ("data", "root"), str,
+             "torchvision root of the file-backed datasets, or your image folder / .npz file"),
     Override("--limit", ("data", "limit"), int, "use at most this many training samples", "refuse",
              _CHANGES_MEMBERS),
     Override("--output-dir", ("output_dir",), str, "where run folders go (default: the config's output_dir)",

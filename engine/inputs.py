@@ -12,12 +12,11 @@ import torch
 import torch.nn.functional as F
 
 
-
 def to_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 0–255 → float32 [0, 1]; float images are taken to be in [0, 1] already."""
-    if images.dtype == torch.uint8:
-        return images.to(torch.float32) / 255.0
-    return images.to(torch.float32)
+    """uint8 0–255 → float32 [0, 1]; float images are taken to be in [0, 1] already, and keep their dtype."""
+    if images.is_floating_point():
+        return images
+    return images.to(torch.float32) / 255.0
 
 
 def to_channels(images: torch.Tensor, channels: int) -> torch.Tensor:

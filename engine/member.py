@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from engine.checkpoint import restore_member
-from engine.config import RunConfig, TrainConfig
-from engine.layout import prefer_layout
-from engine.models import build_member
+from engine.config import ModelConfig, RunConfig, TrainConfig
+from engine.layout import prefer_layout, use_channels_last
+from engine.models import MODELS, build_member
 from engine.run_folder import RunFolder
 
 
@@ -48,8 +48,30 @@ def make_member(
     folder: RunFolder | None = None,
 ) -> Member:
     """Build member `index` on `device`, resuming from its checkpoint in `folder` when there is one."""
-    model = prefer_layout(build_member(config.model, shape, classes, config.seed, index).to(device), device)
+    model = member_layout(build_member(config.model, shape, classes, config.seed, index).to(device), config.model,
+                          shape, device)
     member = Member(index, model, make_optimizer(model.parameters(), config.train))
     if folder is not None:
         restore_member(member, folder, device)
     return member
+
+
+def member_layout(model: nn.Module, config: ModelConfig, shape: tuple[int, int, int], device: torch.device) -> nn.Module:
+    """`prefer_layout`, kept only where the model still runs in it.
+
+    Your own model may flatten conv activations with `view`, which channels-last tensors refuse (`reshape`
+    would do); such a model keeps the default layout: slower on CPU, the same results. The zoo is known to run.
+    """
+    model = prefer_layout(model, device)
+    if config.name in MODELS or not (use_channels_last(device) and any(isinstance(m, nn.Conv2d) for m in model.modules())):
+        return model
+    training = model.training
+    dtype = next(model.parameters(), torch.empty(0)).dtype
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros((2, *shape), device=device, dtype=dtype))
+    except Exception:  # noqa: BLE001 — any failure in channels-last means: stay contiguous
+        model = model.to(memory_format=torch.contiguous_format)
+    finally:
+        model.train(training)
+    return model

@@ -76,10 +76,27 @@ def device_problem(config: RunConfig) -> str | None:
     return None
 
 
+def _own_data_problem(config: RunConfig) -> str | None:
+    """Why an image folder or .npz file named by the config is not even there, or None (the probe reads them)."""
+    data = config.data
+    sources = [(data.dataset, data.root, "")] + [(*split_source(s), f"OOD set {s!r}: ") for s in data.ood]
+    for kind, where, ood in sources:
+        path = Path(where)
+        if kind == "imagefolder" and not path.is_dir():
+            what = "is a file" if path.exists() else "no such folder"
+            layout = "a folder of images" if ood else path / "train/<class>/*.png|jpg|jpeg|bmp"
+            return f"{ood}imagefolder: {path}: {what} (expected {layout})"
+        if kind == "npz" and not path.is_file():
+            what = "is a folder" if path.exists() else "no such file"
+            return f"{ood}npz: {path}: {what} (expected an .npz file holding x_train and y_train)"
+    return None
+
+
 def data_problem(config: RunConfig) -> str | None:
     """Why the configured data (and file-backed OOD sets) cannot be read, or None."""
-    if config.data.download:
-        return None
+    own = _own_data_problem(config)
+    if own or config.data.download:
+        return own
     names = [config.data.dataset] + [n for n in config.data.ood if n in FILE_DATASETS]
     for name in names:
         if name not in FILE_DATASETS:

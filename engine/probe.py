@@ -26,7 +26,7 @@ def probe(config: RunConfig) -> dict[str, Any]:
     splits = load_splits(config.data, config.seed)
     for name in config.data.ood:
         load_ood(name, splits, config.data, config.seed)
-    note = check_model(config, splits.shape, splits.num_classes)
+    note = check_model(config, splits.shape, splits.num_classes, len(splits.y_train))
     c, h, w = splits.shape
     return {"train": len(splits.y_train), "val": len(splits.y_val), "test": len(splits.y_test),
             "shape": [c, h, w], "classes": splits.classes, "note": note}
@@ -38,7 +38,10 @@ def main() -> int:
 
     try:
         config = parse_config(tomllib.loads(sys.stdin.read()), "config")
-        print(json.dumps(probe(config)), flush=True)
+        found = probe(config)
+        if found["note"]:
+            print(f"note: {found['note']}", file=sys.stderr, flush=True)
+        print(json.dumps(found), flush=True)
     except (ConfigError, DataError, ModelError) as err:
         print(str(err), flush=True)
         return EXIT_PROBLEM

@@ -95,7 +95,7 @@ def build_report(pred: dict[str, Any]) -> Report:
         UncertainTestInput(
             index=int(i), label=int(labels[i]), prediction=int(mean[i].argmax()),
             entropy=float(parts["entropy"][i]), mutual_information=float(parts["mutual_information"][i]),
-            image=_thumbnail(images[i]) if images is not None else None,
+            image=thumbnail(images[i]) if images is not None else None,
         )
         for i in order
     ]
@@ -121,8 +121,8 @@ def build_report(pred: dict[str, Any]) -> Report:
     )
 
 
-def _thumbnail(image: np.ndarray) -> list[list[float]]:
-    """The first channel scaled to [0, 1], rounded: small enough for JSON, enough for half-blocks."""
+def thumbnail(image: np.ndarray) -> list[list[float]]:
+    """The channels' mean stretched to [0, 1], rounded: small enough for JSON, enough for half-blocks."""
     x = np.asarray(image, dtype=np.float32)
     x = x.mean(axis=0) if x.ndim == 3 else x
     lo, hi = float(x.min()), float(x.max())

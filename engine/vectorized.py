@@ -5,6 +5,10 @@ The members' parameters are stacked along a new leading dimension (`stack_module
 summed for one backward (each member's gradient is exactly the gradient of its own loss), and one
 optimizer steps every stacked tensor. SGD and Adam are elementwise, so that one step is K independent
 steps: the members come out as they would from `engine.trainer.OneByOne`, up to float noise.
+Buffers are stacked too: a BatchNorm normalises each member's activations by that member's batch
+statistics and updates its own slice of the stacked running statistics in place, exactly as it would
+alone (vmap allows in-place updates of batched tensors). Random layers (dropout) draw independently
+per member (`randomness="different"`), so such members are not reproducible across strategies.
 `StackedMembers` is a stepper of the one training loop (`engine.trainer.Trainer`); at each epoch's end
 the stacked weights and optimizer state are written back into each `Member`, so checkpoints, evaluation
 and predictions use the ordinary per-member code.
@@ -24,8 +28,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from engine.batches import BatchSource
 from engine.config import RunConfig, TrainConfig
-from engine.layout import prefer_layout
-from engine.member import Member, make_optimizer
+from engine.member import Member, make_optimizer, member_layout
 from engine.models import build_model
 from engine.trainer import OneByOne, Stepper
 
@@ -41,17 +44,19 @@ class StackedMembers:
         self.members = list(members)
         params, buffers = stack_module_state([m.model for m in self.members])  # type: ignore[arg-type]
         # Plain contiguous leaves: channels-last member weights stack into 5-D tensors of no special layout.
-        self.params = {name: p.detach().contiguous().requires_grad_() for name, p in params.items()}
+        frozen = {name for name, p in self.members[0].model.named_parameters() if not p.requires_grad}
+        self.params = {name: p.detach().contiguous().requires_grad_(name not in frozen) for name, p in params.items()}
         self.buffers = {name: b.detach().contiguous() for name, b in buffers.items()}
-        # A weightless copy of the architecture: functional_call only needs its forward.
-        self.base = copy.deepcopy(self.members[0].model).to("meta")
+        # A weightless copy of the architecture: functional_call only needs its forward. Train mode, whatever
+        # mode evaluation left the member in: BatchNorm uses and updates batch statistics, dropout drops.
+        self.base = copy.deepcopy(self.members[0].model).to("meta").train()
         self.optimizer = make_optimizer(self.params.values(), train)
         self._import_optimizer_state()
 
         def one(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
             return functional_call(self.base, (params, buffers), (x,))
 
-        self._forward = vmap(one, in_dims=(0, 0, None), randomness="error")
+        self._forward = vmap(one, in_dims=(0, 0, None), randomness="different")
 
     @property
     def size(self) -> int:
@@ -127,13 +132,13 @@ def activation_bytes_per_sample(model: nn.Module, shape: tuple[int, int, int], d
         saved += t.numel() * t.element_size()
         return t
 
-    probe = copy.deepcopy(model).to(device)
-    x = torch.zeros((1, *shape), device=device)
+    probe = copy.deepcopy(model).to(device).train()
+    x = torch.zeros((2, *shape), device=device)  # two samples: a BatchNorm1d refuses to train on one
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         probe(x).sum()
     # Parameters show up among the saved tensors too; they are counted separately.
     params = sum(p.numel() * p.element_size() for p in probe.parameters())
-    return max(saved - params, 0)
+    return max(saved - params, 0) // 2
 
 
 def member_bytes(model: nn.Module, shape: tuple[int, int, int], batch_size: int, train: TrainConfig,
@@ -177,7 +182,7 @@ def measured_chunk(config: RunConfig, shape: tuple[int, int, int], classes: int,
     k = 1
     while k <= limit:
         with torch.random.fork_rng(devices=[]):
-            models = [prefer_layout(build_model(config.model, shape, classes).to(device), device)
+            models = [member_layout(build_model(config.model, shape, classes).to(device), config.model, shape, device)
                       for _ in range(k)]
         members = [Member(i, m, make_optimizer(m.parameters(), config.train)) for i, m in enumerate(models)]
         stepper = vectorized(members, config.train)

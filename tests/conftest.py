@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -78,3 +79,20 @@ def cli_env() -> dict[str, str]:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["COLUMNS"] = "140"
     return env
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One real run, trained once per session by the real CLI on MPI ranks: 3 members, 1 epoch, 300 digits.
+
+    For the tests that use a trained ensemble (predict, export, the predict tab); they may add files to the
+    folder (an export) but never change what is there.
+    """
+    runs = tmp_path_factory.mktemp("trained")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    done = subprocess.run([sys.executable, "-m", "ens_tui", "--run-config", "configs/quick-digits.toml", "--epochs",
+                           "1", "--members", "3", "--limit", "300", "--output-dir", str(runs)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=150)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (folder,) = runs.iterdir()
+    return folder

@@ -13,18 +13,19 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 
 from engine.config import RunConfig
 from engine.report_model import Report
 from ens_tui.widgets.entropy_histogram import EntropyHistogram
 from ens_tui.widgets.metrics_table import MetricsTable
+from ens_tui.widgets.predict_pane import PredictPane
 from ens_tui.widgets.reliability_plot import ReliabilityPlot
 from ens_tui.widgets.size_curve_plot import SizeCurvePlot
 from ens_tui.widgets.uncertain_input import UncertainInput
 from ens_tui.widgets.uncertainty_panel import UncertaintyPanel
 
-TABS = ("summary", "calibration", "ood", "inputs")
+TABS = ("summary", "calibration", "ood", "inputs", "predict")
 CARD_WIDTH = 18
 WIDE_COLUMNS = 150
 """From this width on, the OOD histograms sit side by side."""
@@ -39,13 +40,14 @@ def _can_open_folders() -> bool:
 
 
 class ReportScreen(Screen[None]):
-    """Four tabs (1–4); o opens the run folder, e exports, n starts another run, esc returns to the dashboard."""
+    """Five tabs (1–5); o opens the run folder, e exports, n starts another run, esc returns to the dashboard."""
 
     BINDINGS = [
         Binding("1", "tab('summary')", "Summary", show=False),
         Binding("2", "tab('calibration')", "Calibration", show=False),
         Binding("3", "tab('ood')", "OOD", show=False),
         Binding("4", "tab('inputs')", "Inputs", show=False),
+        Binding("5", "tab('predict')", "Predict", show=False),
         Binding("o", "open_folder", "Open folder"),
         Binding("e", "export", "Export"),
         Binding("n", "app.new_run", "New run"),
@@ -87,6 +89,12 @@ class ReportScreen(Screen[None]):
                     with Grid(id="inputs-grid"):
                         for item in report.most_uncertain:
                             yield UncertainInput(item, report.classes)
+            with TabPane("5 predict", id="predict"):
+                if report.inputs is not None:
+                    yield PredictPane(self.run_dir, report.classes, id="predict-pane")
+                else:
+                    yield Static("this run was written by an older ens-tui (its report has no input spec): "
+                                 "train it again to predict with it", classes="empty")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -113,8 +121,14 @@ class ReportScreen(Screen[None]):
     # ------------------------------------------------------------------ actions
 
     def action_tab(self, tab: str) -> None:
-        """Switch to one of the four tabs."""
+        """Switch to one of the five tabs."""
         self.query_one(TabbedContent).active = tab
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        """The predict tab is for typing: its path field takes the keys as soon as it shows."""
+        if event.pane.id == "predict":
+            for field in self.query("#predict-path").results(Input):
+                field.focus()
 
     def action_dashboard(self) -> None:
         """Back to the run's dashboard (the screen underneath)."""
