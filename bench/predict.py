@@ -40,7 +40,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from engine.ensemble import Ensemble
 from engine.predict import idle_cores, read_inputs
-from engine.report import load_predictions
+from engine.predictions import load_predictions
 from engine.run_folder import RunFolder
 
 REPO = Path(__file__).resolve().parents[1]

@@ -25,6 +25,11 @@ Strategy = Literal["sequential", "local", "broadcast", "fused"]
 DATASETS: tuple[str, ...] = get_args(Dataset)
 OOD_SHIFTS: tuple[str, ...] = get_args(OodShift)
 ZOO: tuple[str, ...] = get_args(ModelName)
+Corruption = Literal["gaussian_noise", "shot_noise", "impulse_noise", "gaussian_blur", "motion_blur", "contrast",
+                     "brightness", "rotation", "translation", "elastic"]
+OodScore = Literal["msp", "entropy", "mutual_information", "energy"]
+CORRUPTIONS: tuple[str, ...] = get_args(Corruption)
+OOD_SCORES: tuple[str, ...] = get_args(OodScore)
 FILE_KINDS = ("imagefolder", "npz")
 """Your own data, read from `root` (a folder of class folders, or one .npz file)."""
 TORCHVISION = "torchvision:"
@@ -203,6 +208,29 @@ class ParallelConfig(_Section):
         return flat
 
 
+class ReportConfig(_Section):
+    shift: bool = True
+    """Score the test split under corruptions at five severities (calibration under shift, as in MNIST-C)."""
+    shift_size: int = Field(1000, ge=16, le=1_000_000)
+    """Test images (a seeded sample) each corruption and severity is applied to: bounds the cost of `shift`."""
+    corruptions: list[Corruption] = Field(default_factory=lambda: list(CORRUPTIONS), min_length=1)
+    """Which corruptions `shift` applies."""
+    severities: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5], min_length=1)
+    """Which of the severities 1–5 `shift` applies."""
+    ood_scores: list[OodScore] = Field(default_factory=lambda: list(OOD_SCORES), min_length=1)
+    """Scores that rank inputs as OOD (higher = more OOD; msp enters negated): msp | entropy |
+    mutual_information | energy."""
+    figures: bool = True
+    """Draw runs/<id>/figures/*.png and report.html (matplotlib)."""
+
+    @field_validator("severities")
+    @classmethod
+    def _known_severities(cls, value: list[int]) -> list[int]:
+        if not all(1 <= s <= 5 for s in value) or len(set(value)) != len(value):
+            raise ValueError("must be distinct severities from 1 to 5")
+        return sorted(value)
+
+
 class RunConfig(_Section):
     name: str = Field("run", min_length=1, max_length=80, pattern=r"^[A-Za-z0-9._-]+$")
     """Label of the run; part of its folder name."""
@@ -214,6 +242,7 @@ class RunConfig(_Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
 
     def to_toml(self) -> str:
         """The resolved config, every default spelled out, as TOML."""

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from engine import uncertainty as U
 from engine.atomic import atomic_write_bytes
-from engine.checkpoint import save_checkpoint
+from engine.predictions import load_predictions
 from engine.report_model import (
     EnsembleScores,
     Histogram,
@@ -35,25 +34,6 @@ from engine.report_model import (
 from engine.run_folder import RunFolder
 
 MOST_UNCERTAIN = 12
-
-
-def _convert(value: Any, kind: type, to: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _convert(v, kind, to) for k, v in value.items()}
-    return to(value) if isinstance(value, kind) else value
-
-
-def save_predictions(path: Path, payload: dict[str, Any]) -> None:
-    """predictions.pt: members, labels, per-set probabilities (members × samples × classes), test images.
-
-    Arrays are stored as tensors so the file loads with `weights_only=True` (no pickled code).
-    """
-    save_checkpoint(path, _convert(payload, np.ndarray, torch.as_tensor))
-
-
-def load_predictions(path: Path) -> dict[str, Any]:
-    raw = torch.load(path, map_location="cpu", weights_only=True)
-    return _convert(raw, torch.Tensor, lambda t: t.numpy())
 
 
 def build_report(pred: dict[str, Any]) -> Report:

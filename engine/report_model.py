@@ -86,6 +86,20 @@ class OodHistogram(Histogram):
     ood: list[float]
 
 
+class OodScore(_Part):
+    """How well one score tells an OOD set (the positive class) from in-distribution inputs; higher score = more OOD.
+
+    `aupr_out`: average precision for OOD; `aupr_in`: for in-distribution (scores negated); `fpr95`: share of
+    in-distribution inputs flagged at the threshold that catches 95 % of the OOD ones. `roc`: (fpr, tpr) points.
+    """
+
+    auroc: float
+    aupr_in: float
+    aupr_out: float
+    fpr95: float
+    roc: list[tuple[float, float]] = Field(default_factory=list)
+
+
 class OodResult(_Part):
     """How well the ensemble's uncertainty tells one OOD set from the test set (AUROC 0.5 = not at all)."""
 
@@ -94,7 +108,13 @@ class OodResult(_Part):
     mean_entropy: float
     mean_mutual_information: float
     entropy_hist: OodHistogram
-
+    mi_hist: OodHistogram | None = None
+    """Mutual information counted in- and out-of-distribution over shared edges."""
+    in_size: int = 0
+    """In-distribution inputs scored against the set (as many as it has OOD inputs: a balanced comparison)."""
+    ood_size: int = 0
+    scores: dict[str, OodScore] = Field(default_factory=dict)
+    """By score name: msp, entropy, mutual_information, energy (as configured in [report] ood_scores)."""
 
 class UncertainTestInput(_Part):
     """One of the test inputs the ensemble was least sure of; `image` is a [0, 1] thumbnail, rows of pixels."""
@@ -105,6 +125,100 @@ class UncertainTestInput(_Part):
     entropy: float
     mutual_information: float
     image: list[list[float]] | None = None
+
+
+class RiskCoverage(_Part):
+    """Selective prediction by one ranking: answer only the `coverage` share the score is surest of.
+
+    `risk` is the error rate on the answered inputs; `aurc` the area under risk–coverage; `eaurc` that minus
+    the best area possible at this accuracy; `accuracy_at` the accuracy at 90, 95 and 99 % coverage.
+    """
+
+    coverage: list[float]
+    risk: list[float]
+    aurc: float
+    eaurc: float
+    accuracy_at: dict[str, float]
+
+
+class Selective(_Part):
+    """Risk–coverage of the ensemble and of the mean member, by ranking (`confidence` = max probability, `entropy`)."""
+
+    ensemble: dict[str, RiskCoverage]
+    mean_member: dict[str, RiskCoverage]
+    """Each figure averaged over the non-diverged members (curves point by point)."""
+
+
+class CalibrationScores(_Part):
+    nll: float
+    ece: float
+    brier: float
+
+
+class Calibration(_Part):
+    """The ensemble's calibration on the test split, and temperature scaling fitted on the validation split.
+
+    ECE: 15 equal-width bins; adaptive ECE: 15 equal-mass bins; MCE: the largest bin gap; classwise ECE: the
+    mean over classes of each class's one-vs-rest ECE. The temperature divides every member's logits before
+    the softmax (fitted by LBFGS on the ensemble's validation NLL); `before`/`after` are test figures.
+    """
+
+    ece: float
+    adaptive_ece: float
+    mce: float
+    classwise_ece: float
+    temperature: float
+    before: CalibrationScores
+    after: CalibrationScores
+    reliability_after: list[ReliabilityBin] = Field(default_factory=list)
+
+
+class ShiftPoint(_Part):
+    """One corruption at one severity (severity 0: the clean sample)."""
+
+    corruption: str
+    severity: int
+    accuracy: float
+    nll: float
+    ece: float
+    entropy: float
+    mutual_information: float
+
+
+class Shift(_Part):
+    """The test split under corruptions (MNIST-C / CIFAR-10-C style): does the ensemble stay calibrated?"""
+
+    size: int
+    """Test images (a seeded sample) each corruption and severity was applied to."""
+    corruptions: list[str]
+    severities: list[int]
+    ensemble: list[ShiftPoint]
+    mean_member: list[ShiftPoint]
+    """The non-diverged members' figures, averaged."""
+
+
+class Diversity(_Part):
+    """How differently the members answer the test split."""
+
+    disagreement: float
+    """Share of inputs two members classify differently, averaged over member pairs."""
+    kl_to_ensemble: float
+    """Mean KL(member ‖ ensemble), nats."""
+    error_correlation: float
+    """Mean Pearson correlation of two members' error indicators, over member pairs."""
+
+
+class ClassScores(_Part):
+    name: str
+    accuracy: float
+    count: int
+
+
+class PerClass(_Part):
+    """The ensemble per true class; `confusion[i][j]` counts class i predicted as j."""
+
+    classes: list[ClassScores]
+    confusion: list[list[int]]
 
 
 class Inputs(_Part):
@@ -160,6 +274,16 @@ class Report(_Part):
     inputs: Inputs | None = None
     """None in reports written before ens-tui recorded it; such runs cannot be used by `predict`."""
     thresholds: Thresholds | None = None
+    selective: Selective | None = None
+    calibration: Calibration | None = None
+    """None when the run saved no validation predictions (before ens-tui kept them)."""
+    shift: Shift | None = None
+    """None when `[report] shift = false` or the run saved no shifted predictions."""
+    diversity: Diversity | None = None
+    """None for a one-member ensemble."""
+    per_class: PerClass | None = None
+    figures: list[str] = Field(default_factory=list)
+    """Pictures of this report, relative to the run folder (figures/*.png)."""
 
     @classmethod
     def read(cls, path: Path | str) -> Report:

@@ -1,7 +1,7 @@
 """The run folder's layout: every file a run leaves behind, named in this one place.
 
     runs/<id>/config.toml · run.json · events.jsonl · mpiexec.log · checkpoints/member-XX.pt ·
-             predictions.pt · report.json · report.md
+             predictions.pt · report.json · report.md · report.html · figures/*.png · ensemble.ts.pt · ensemble.onnx
 
 Torch-free: the launcher and the dashboard (ens_tui) and the ranks (engine) all import it. Reading and
 writing the files is done by the modules that own them; this one only says where they are.
@@ -66,6 +66,20 @@ class RunFolder:
     @property
     def report_md(self) -> Path:
         return self.path / "report.md"
+
+    @property
+    def report_html(self) -> Path:
+        """The report as one self-contained page (figures inlined), to mail or open in a browser."""
+        return self.path / "report.html"
+
+    @property
+    def figures(self) -> Path:
+        """The report's pictures (PNG), for papers; report.md links them."""
+        return self.path / "figures"
+
+    def exported(self, fmt: str) -> Path:
+        """Where `ens-tui export --format fmt` writes the ensemble by default."""
+        return self.path / {"torchscript": "ensemble.ts.pt", "onnx": "ensemble.onnx"}[fmt]
 
     def is_run(self) -> bool:
         """Whether this folder holds a run: the launcher writes config.toml and run.json before any rank starts."""

@@ -20,8 +20,9 @@ from engine import events as ev
 from engine.config import RunConfig, load_config
 from engine.events import ENDPOINT_ENV, TOKEN_ENV
 from engine.placement import announced_members, placement_warning, ranks_on_host
+from engine.predictions import save_predictions
 from engine.rank import Outcome, RankContext, resolve_device
-from engine.report import build_report, save_predictions, write_report
+from engine.report import build_report, write_report
 from engine.reporter import Reporter, UtilSampler, connect_sink, hello
 from engine.run_folder import RunFolder
 from engine.threads import set_compute_mode

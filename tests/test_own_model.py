@@ -26,7 +26,7 @@ from engine.config import ModelConfig, RunConfig, load_config
 from engine.layout import CHANNELS_LAST_ENV
 from engine.member import make_member
 from engine.models import ModelError, build_model, check_model
-from engine.report import load_predictions
+from engine.predictions import load_predictions
 from engine.run_folder import RunFolder
 from engine.trainer import OneByOne, Trainer
 from engine.vectorized import StackedMembers, vectorized

@@ -19,7 +19,7 @@ from PIL import Image
 from engine.ensemble import Ensemble, EnsembleError
 from engine.predict import FIELDS
 from engine.predict import main as predict_main
-from engine.report import load_predictions
+from engine.predictions import load_predictions
 from engine.report_model import Report
 from engine.run_folder import RunFolder
 from tests.conftest import REPO

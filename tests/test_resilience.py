@@ -16,8 +16,9 @@ from engine import events as ev
 from engine.batches import LocalBatches
 from engine.config import DataConfig, RunConfig
 from engine.member import make_member
+from engine.predictions import load_predictions
 from engine.preflight import setup_problem
-from engine.report import build_report, load_predictions
+from engine.report import build_report
 from engine.reporter import Reporter, Sink
 from engine.run_folder import RunFolder
 from engine.trainer import OneByOne, Trainer

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import events as ev
-from engine.report import load_predictions
+from engine.predictions import load_predictions
 from engine.run_folder import RunFolder
 from ens_tui.server import Disconnected, EventServer
 from tests.conftest import run_launcher, tiny_config

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from engine import events as ev
-from engine.report import load_predictions
+from engine.predictions import load_predictions
 from engine.run_folder import RunFolder
 from tests.conftest import assert_no_process_left, run_launcher, run_pids, tiny_config
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.report import load_predictions
+from engine.predictions import load_predictions
 from engine.run_folder import RunFolder
 from ens_tui.app import EnsTuiApp
 from ens_tui.widgets.prediction_card import PredictionCard
