@@ -25,16 +25,17 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NoReturn
 
 import numpy as np
 import torch
 
 from engine.atomic import atomic_write_bytes
 from engine.ensemble import Ensemble, EnsembleError, EnsembleModule
+from engine.run_folder import RunFolder
+from engine.usage import OneLineParser
 
 PROG = "ens-tui export"
-DEFAULT_NAMES = {"torchscript": "ensemble.ts.pt", "onnx": "ensemble.onnx"}
+FORMATS = ("torchscript", "onnx")
 TOLERANCE = 1e-5
 """Largest difference from `Ensemble.predict` an export may show on the check images (float32 round-off)."""
 
@@ -42,21 +43,13 @@ Runner = Callable[[torch.Tensor], tuple[np.ndarray, ...]]
 """An export as loaded back: uint8 images → (probabilities, entropy, mutual information)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line naming it (as everywhere in ens-tui)."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, metavar="RUN", help="a finished run folder (runs/<run-id>)")
-    p.add_argument("--format", choices=tuple(DEFAULT_NAMES), default="torchscript",
+    p.add_argument("--format", choices=FORMATS, default="torchscript",
                    help="torchscript (default) or onnx (needs the onnx extra: pip install 'ens-tui[onnx]')")
     p.add_argument("--out", type=Path, metavar="FILE",
-                   help=f"where to write it (default: RUN/{DEFAULT_NAMES['torchscript']} or RUN/{DEFAULT_NAMES['onnx']})")
+                   help="where to write it (default: RUN/ensemble.ts.pt or RUN/ensemble.onnx)")
     return p
 
 
@@ -155,7 +148,7 @@ def check(ensemble: Ensemble, run_export: Runner) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    out = args.out if args.out is not None else args.run / DEFAULT_NAMES[args.format]
+    out = args.out if args.out is not None else RunFolder(args.run).exported(args.format)
     try:
         ensemble = Ensemble.load(args.run, device="cpu")
         if not out.parent.is_dir():

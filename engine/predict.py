@@ -29,9 +29,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from engine.usage import OneLineParser
 
 if TYPE_CHECKING:
     from engine.ensemble import PredictionResult
@@ -44,16 +46,8 @@ FIELDS = ("input", "prediction", "class_index", "probability", "entropy", "aleat
 """Every format's columns; json adds `probabilities` (the ensemble's, per class in the run's class order)."""
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line naming it (as everywhere in ens-tui)."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", type=Path, metavar="RUN", help="a finished run folder (runs/<run-id>)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders of images, .npy arrays")
     p.add_argument("--format", choices=FORMATS, default="table",

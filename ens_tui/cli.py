@@ -18,24 +18,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from engine.config import OVERRIDES, ConfigError, RunConfig, load_config, resume_overrides, with_overrides
 from engine.run_folder import RunFolder, is_run_dir
-
-EXIT_USAGE = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line naming it (and `--help` says what is allowed)."""
-
-    def error(self, message: str) -> NoReturn:
-        print(f"{self.prog}: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
+from engine.usage import EXIT_USAGE, OneLineParser
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="ens-tui", description="Train a deep ensemble on MPI ranks and watch it live.",
         epilog="Subcommands: `ens-tui show RUN_DIR` replays a run; `ens-tui bench --help` benchmarks.",
     )
@@ -177,7 +168,7 @@ def _cache(argv: list[str]) -> int:
     """`ens-tui cache clear`: the decoded image folders go; the next run of each decodes it again."""
     from engine.image_cache import cache_dir, clear_cache
 
-    parser = _Parser(prog="ens-tui cache", description=f"Decoded image folders kept under {cache_dir()}.")
+    parser = OneLineParser(prog="ens-tui cache", description=f"Decoded image folders kept under {cache_dir()}.")
     parser.add_argument("action", choices=["clear"], help="clear: remove every cached image folder")
     parser.parse_args(argv)
     count, size = clear_cache()
@@ -186,7 +177,7 @@ def _cache(argv: list[str]) -> int:
 
 
 def _show(argv: list[str]) -> int:
-    parser = _Parser(prog="ens-tui show", description="Replay a finished or failed run.")
+    parser = OneLineParser(prog="ens-tui show", description="Replay a finished or failed run.")
     parser.add_argument("run_dir", type=Path)
     args = parser.parse_args(argv)
     folder = RunFolder(args.run_dir)
