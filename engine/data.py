@@ -291,7 +291,8 @@ def _dataset_class(name: str) -> type:
     cls = getattr(tvd, name, None)
     if isinstance(cls, type) and issubclass(cls, tvd.VisionDataset):
         return cls
-    names = {n.lower(): n for n in tvd.__all__ if isinstance(getattr(tvd, n, None), type)}
+    bases = {tvd.VisionDataset, tvd.DatasetFolder, tvd.ImageFolder}  # building blocks, not datasets
+    names = {n.lower(): n for n in tvd.__all__ if isinstance(getattr(tvd, n, None), type) and getattr(tvd, n) not in bases}
     close = [names[n] for n in difflib.get_close_matches(name.lower(), list(names), n=3, cutoff=0.6)]
     hint = f" (did you mean {', '.join(TORCHVISION + c for c in close)}?)" if close else ""
     raise DataError(f"{TORCHVISION}{name}: no such dataset class in torchvision.datasets{hint}; e.g. torchvision:SVHN, "
@@ -409,7 +410,17 @@ def load_splits(config: DataConfig, seed: int) -> Splits:
     val_idx, train_idx = order[:n_val], order[n_val:]
     x_val, y_val = x_train[val_idx], y_train[val_idx]
     x_train, y_train = x_train[train_idx], y_train[train_idx]
+    where = config.dataset if named else f"{config.dataset}: {config.root}"
+    if len(source.classes) < 2:
+        raise DataError(f"{where}: only one class ({', '.join(source.classes) or 'none'}); a classifier needs at "
+                        "least 2 to tell apart")
+    if len(y_train) == 0:
+        raise DataError(f"{where}: no training images left after the validation split (val_fraction "
+                        f"{config.val_fraction}); lower val_fraction or add images")
     mean, std = float(x_train.mean()), float(x_train.std())
+    if not std > 0:  # also NaN
+        raise DataError(f"{where}: every training pixel has the same value ({mean:g}); there is nothing to learn "
+                        "(blank images?)")
     norm = lambda x: (x - mean) / std  # noqa: E731
     return Splits(
         config.dataset, norm(x_train).contiguous(), y_train, norm(x_val).contiguous(), y_val,

@@ -5,8 +5,10 @@
     out.probs, out.entropy, out.mutual_information, out.verdict
 
 The members are rebuilt from the run's config and their last checkpoints; the run's report supplies the
-input conversion (size, channels, normalisation of the training split) and the verdict thresholds, so new
-images go through exactly what the training data went through and are judged against the run's own test
+input conversion (size, channels, normalisation of the training split), the temperature fitted on the
+validation split (report.json `calibration.temperature`: every member's logits are divided by it before the
+softmax; `temperature=False` leaves them as trained) and the verdict thresholds on those probabilities, so
+new images go through exactly what the training data went through and are judged against the run's own test
 split. Diverged members stay out, as they did in the report.
 """
 
@@ -84,10 +86,11 @@ class EnsembleModule(nn.Module):
 
     `forward` takes raw images, uint8 (N, C, H, W) as read from files (or float in [0, 1]), of any size and
     1–4 channels, and returns (mean probabilities (N, K), entropy (N,), mutual information (N,)) in nats.
+    `temperature` divides every member's logits before the softmax (1: the members as trained).
     """
 
     def __init__(self, members: Sequence[nn.Module], channels: int, height: int, width: int, mean: float,
-                 std: float) -> None:
+                 std: float, temperature: float = 1.0) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
         self.channels = channels
@@ -95,6 +98,7 @@ class EnsembleModule(nn.Module):
         self.width = width
         self.mean = mean
         self.std = std
+        self.temperature = temperature
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """Raw images → what the members were trained on (float32, as the members' weights are)."""
@@ -103,10 +107,10 @@ class EnsembleModule(nn.Module):
         return prepare(images, self.channels, self.height, self.width, self.mean, self.std)
 
     def member_probs(self, x: torch.Tensor) -> torch.Tensor:
-        """Prepared inputs → every member's softmax output, (M, N, K)."""
+        """Prepared inputs → every member's softmax(logits / temperature), (M, N, K)."""
         out: list[torch.Tensor] = []
         for member in self.members:
-            out.append(F.softmax(member(x), dim=1))
+            out.append(F.softmax(member(x) / self.temperature, dim=1))
         return torch.stack(out)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -160,10 +164,11 @@ def check_range(images: torch.Tensor) -> None:
 
 
 class Ensemble:
-    """The run's non-diverged members with its input conversion, class names and verdict thresholds.
+    """The run's non-diverged members with its input conversion, temperature, class names and verdict thresholds.
 
     `thresholds`: entropy above which an input is `uncertain`, mutual information above which it is
-    `out-of-distribution` (report.json's `thresholds`, calibrated on the run's test split).
+    `out-of-distribution` (report.json's `thresholds`, calibrated on the run's test split at the temperature
+    the ensemble applies).
     """
 
     def __init__(self, module: EnsembleModule, members: list[int], class_names: list[str],
@@ -176,8 +181,12 @@ class Ensemble:
         self.run = run
 
     @classmethod
-    def load(cls, run: Path | str, device: str | torch.device = "cpu") -> Ensemble:
-        """Rebuild the members of a finished run; raises EnsembleError (one line) when the run cannot serve."""
+    def load(cls, run: Path | str, device: str | torch.device = "cpu", temperature: bool = True) -> Ensemble:
+        """Rebuild the members of a finished run; raises EnsembleError (one line) when the run cannot serve.
+
+        `temperature`: apply the run's fitted temperature (runs without one, from before ens-tui fitted it or
+        without a validation split, answer as trained either way).
+        """
         folder = RunFolder(Path(run))
         dev = _device(device)
         if not folder.is_run():
@@ -215,8 +224,20 @@ class Ensemble:
             except Exception as err:
                 raise EnsembleError(f"{path}: cannot load member {index}'s weights ({_first_line(err)})") from None
             models.append(prefer_layout(model.to(dev), dev).eval().requires_grad_(False))
-        module = EnsembleModule(models, spec.channels, spec.height, spec.width, spec.mean, spec.std)
-        return cls(module, members, classes, report.thresholds.model_dump(), dev, folder.path)
+        thresholds = report.thresholds
+        scale = 1.0
+        if report.calibration is not None:
+            if temperature:
+                scale = report.calibration.temperature
+            elif report.calibration.thresholds_before is not None:
+                thresholds = report.calibration.thresholds_before
+        module = EnsembleModule(models, spec.channels, spec.height, spec.width, spec.mean, spec.std, scale)
+        return cls(module, members, classes, thresholds.model_dump(), dev, folder.path)
+
+    @property
+    def temperature(self) -> float:
+        """What every member's logits are divided by before the softmax (1.0: as trained)."""
+        return self.module.temperature
 
     @property
     def shape(self) -> tuple[int, int, int]:

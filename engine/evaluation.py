@@ -1,13 +1,52 @@
-"""What a trained (or training) member predicts: softmax outputs in evaluation batches, and their scores."""
+"""What a trained (or training) member answers: logits on the evaluation sets, softmax outputs, and their scores."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.shift import ShiftSets
+
 EVAL_BATCH = 2048
+
+
+class EvalSets(Mapping[str, torch.Tensor]):
+    """The inputs every trained member is scored on, by name: test, val, ood:<set>, shift:<corruption>:<severity>.
+
+    The shift sets are built when looked up (see ShiftSets), so iterating scores one at a time and a rank
+    never holds them all.
+    """
+
+    def __init__(self, fixed: dict[str, torch.Tensor], shift: ShiftSets | None = None) -> None:
+        self.fixed, self.shift = fixed, shift
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        if name in self.fixed:
+            return self.fixed[name]
+        if self.shift is not None and name in self.shift.names:
+            return self.shift.build(name)
+        raise KeyError(name)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.fixed
+        if self.shift is not None:
+            yield from self.shift.names
+
+    def __len__(self) -> int:
+        return len(self.fixed) + (len(self.shift.names) if self.shift is not None else 0)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Raw outputs on `x`, in evaluation batches, returned on the CPU as float32."""
+    model.eval()
+    device = next(model.parameters()).device
+    out = [model(x[i : i + EVAL_BATCH].to(device)).float().cpu() for i in range(0, len(x), EVAL_BATCH)]
+    return torch.cat(out) if out else torch.empty(0)
 
 
 @torch.no_grad()
@@ -30,6 +69,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return accuracy, nll
 
 
-def member_predictions(model: nn.Module, eval_sets: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
-    """Probabilities of one trained member on the test split and every OOD set."""
-    return {name: predict_probs(model, x).numpy() for name, x in eval_sets.items()}
+def member_logits(model: nn.Module, eval_sets: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """Logits of one trained member on every evaluation set (probabilities are their softmax, taken on rank 0)."""
+    return {name: predict_logits(model, x).numpy() for name, x in eval_sets.items()}

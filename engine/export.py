@@ -6,8 +6,9 @@
 TorchScript: `torch.jit.load(path)(images)` with `images` a uint8 tensor (N, C, H, W) as read from files
 (any size, 1–4 channels; float in [0, 1] works too) returns (mean probabilities (N, K), entropy (N,),
 mutual information (N,)) in nats. The run's input conversion (channels, antialiased resize, normalisation)
-is inside, so the numbers are those of `ens-tui predict`. Members are scripted; a model TorchScript cannot
-compile is traced on an input of the run's shape instead (the command says which).
+and its fitted temperature (report.json `calibration.temperature`; `--no-temperature` leaves the members as
+trained) are inside, so the numbers are those of `ens-tui predict`. Members are scripted; a model TorchScript
+cannot compile is traced on an input of the run's shape instead (the command says which).
 
 ONNX: the same outputs for uint8 images of exactly the run's (C, H, W), any batch size; convert channels and
 size before calling it.
@@ -50,6 +51,8 @@ def parser() -> argparse.ArgumentParser:
                    help="torchscript (default) or onnx (needs the onnx extra: pip install 'ens-tui[onnx]')")
     p.add_argument("--out", type=Path, metavar="FILE",
                    help="where to write it (default: RUN/ensemble.ts.pt or RUN/ensemble.onnx)")
+    p.add_argument("--no-temperature", action="store_true",
+                   help="leave out the temperature fitted on the validation split (the members' logits as trained)")
     return p
 
 
@@ -75,7 +78,8 @@ def torchscript(ensemble: Ensemble) -> tuple[torch.jit.ScriptModule, str]:
             c, h, w = ensemble.shape
             example = module.prepare(torch.zeros((2, c, h, w), dtype=torch.uint8))
             traced = [torch.jit.trace(member, example) for member in module.members]
-            wrapper = EnsembleModule(traced, module.channels, module.height, module.width, module.mean, module.std)
+            wrapper = EnsembleModule(traced, module.channels, module.height, module.width, module.mean, module.std,
+                                     module.temperature)
             return torch.jit.script(wrapper), "members traced on a (2, C, H, W) example; the conversion is scripted"
         except Exception as err:
             raise ExportError(f"TorchScript cannot hold this model: scripting failed ({scripting}) and so did "
@@ -150,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     out = args.out if args.out is not None else RunFolder(args.run).exported(args.format)
     try:
-        ensemble = Ensemble.load(args.run, device="cpu")
+        ensemble = Ensemble.load(args.run, device="cpu", temperature=not args.no_temperature)
         if not out.parent.is_dir():
             raise ExportError(f"--out {out}: folder {out.parent} does not exist")
         write = write_torchscript if args.format == "torchscript" else write_onnx
@@ -167,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
                   "nothing written", file=sys.stderr)
             return 2
         checked = f"; matches Ensemble.predict within {gap:.1g}"
-    print(f"wrote {out} ({written.how}, {len(ensemble.members)} members{checked})")
+    scaled = f"; temperature {ensemble.temperature:.3g} inside" if ensemble.temperature != 1.0 else ""
+    print(f"wrote {out} ({written.how}, {len(ensemble.members)} members{checked}{scaled})")
     print(f"use: {written.usage}")
     return 0
 

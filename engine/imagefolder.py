@@ -1,4 +1,4 @@
-"""Your own images as a dataset: `DIR/train/<class>/*.png|jpg|jpeg|bmp` (and optionally `DIR/test/<class>/…`).
+"""Your own images as a dataset: `DIR/train/<class>/*.png|jpg|…` (and optionally `DIR/test/<class>/…`).
 
 Files are decoded once, with PIL in a thread pool, straight into one uint8 (N, C, H, W) array at the run's
 size and channels, and kept in the image cache (engine.image_cache) so the next run skips decoding. Resizing and
@@ -28,8 +28,11 @@ from engine.data import DataError
 from engine.inputs import conform
 from engine.seeding import derive_seed
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-LAYOUT = "train/<class>/*.png|jpg|jpeg|bmp"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+"""What training and `ens-tui predict` read as images (any case)."""
+PATTERN = "*." + "|".join(s[1:] for s in IMAGE_SUFFIXES)
+LAYOUT = f"train/<class>/{PATTERN}"
+EXPECTED = "expected " + ", ".join(IMAGE_SUFFIXES) + " files"
 GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 """PIL modes without colour: a folder of only these trains on one channel by default."""
 SIXTEEN_BIT = frozenset({"I", "I;16", "I;16L", "I;16B", "I;16N"})
@@ -106,7 +109,7 @@ def scan(root: Path) -> Listing:
         raise DataError(f"imagefolder: {root}: {empty} (expected {root / LAYOUT}){hint}")
     classes = [p.name for p in _class_folders(train)]
     if not classes:
-        raise DataError(f"imagefolder: {train}: no class folders (expected {train}/<class>/*.png|jpg|jpeg|bmp)")
+        raise DataError(f"imagefolder: {train}: no class folders (expected {train}/<class>/{PATTERN})")
     listing = Listing(root, classes)
     for split in ("train", "test"):
         folder = root / split
@@ -115,7 +118,7 @@ def scan(root: Path) -> Listing:
         files: list[tuple[str, int]] = []
         names = [p.name for p in _class_folders(folder)]
         if not names:
-            raise DataError(f"imagefolder: {folder}: no class folders (expected {folder}/<class>/*.png|jpg|jpeg|bmp, "
+            raise DataError(f"imagefolder: {folder}: no class folders (expected {folder}/<class>/{PATTERN}, "
                             "or no test/ folder for a seeded test split)")
         for name in names:
             if name not in classes:
@@ -123,7 +126,7 @@ def scan(root: Path) -> Listing:
                                 f"({', '.join(classes)}); test classes must also have a train/ folder")
             images = _images_under(folder / name, root)
             if not images:
-                raise DataError(f"imagefolder: {folder / name}: no images (expected .png, .jpg, .jpeg or .bmp files)")
+                raise DataError(f"imagefolder: {folder / name}: no images ({EXPECTED})")
             label = classes.index(name)
             files += [(rel, label) for rel in images]
         listing.files[split] = files
@@ -140,7 +143,7 @@ def scan_any(folder: Path) -> list[str]:
             images = _images_under(part, folder)
             if images:
                 return images
-    raise DataError(f"imagefolder:{folder}: no images (expected .png, .jpg, .jpeg or .bmp files)")
+    raise DataError(f"imagefolder:{folder}: no images ({EXPECTED})")
 
 
 # --------------------------------------------------------------------------- decoding

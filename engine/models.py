@@ -345,9 +345,12 @@ def _check_logits(config: ModelConfig, out: object, classes: int, mode: str) -> 
         raise ModelError(f"model {config.name} returns a {type(out).__name__} in {mode} mode for 2 images; "
                          f"expected a (2, {classes}) tensor of logits")
     if tuple(out.shape) != (2, classes):
+        hint = (f"pool and flatten the feature maps before the last layer, which must give {classes} values per image"
+                if out.ndim > 2 else
+                f"take `num_classes` as an argument (it is passed when the signature has it) or set num_classes = "
+                f"{classes} in [model.kwargs]")
         raise ModelError(f"model {config.name} returns {tuple(out.shape)} for 2 images in {mode} mode; expected "
-                         f"(2, {classes}) logits — take `num_classes` as an argument (it is passed when the "
-                         f"signature has it) or set num_classes = {classes} in [model.kwargs]")
+                         f"(2, {classes}) logits — {hint}")
     if not out.is_floating_point():
         raise ModelError(f"model {config.name} returns {out.dtype} values; expected floating-point logits")
 

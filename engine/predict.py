@@ -7,6 +7,10 @@ grayscale images, except for a run trained on RGB, where a first axis of 3 or 4 
 image; write 4-D arrays to be explicit. Every image is converted as the run's training data were
 (channels, size, normalisation). An input that cannot be read is named on stderr and skipped.
 
+Temperature: every member's logits are divided by the temperature fitted on the run's validation split
+(report.json `calibration.temperature`) before the softmax, as in the report; `--no-temperature` answers with
+the members as trained (and the verdict thresholds measured on those probabilities).
+
 Verdicts (thresholds from the run's own test split, in report.json `thresholds`):
   confident            neither of the two below
   uncertain            total entropy above the level 95 % of correctly classified test inputs stay under:
@@ -54,6 +58,8 @@ def parser() -> argparse.ArgumentParser:
                    help="table (default), json (one array on stdout, nothing else), csv")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the results to FILE instead of stdout")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the members run (default cpu)")
+    p.add_argument("--no-temperature", action="store_true",
+                   help="leave out the temperature fitted on the validation split (the members' logits as trained)")
     p.add_argument("--thumbnails", action="store_true",
                    help="json: add each input as the members saw it (`image`: rows of gray values in [0, 1]), "
                         "for drawing; the dashboard's predict tab uses it")
@@ -278,7 +284,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     try:
-        ensemble = Ensemble.load(args.run, device=args.device)
+        ensemble = Ensemble.load(args.run, device=args.device, temperature=not args.no_temperature)
     except EnsembleError as err:
         return _fail(str(err))
     skipped: list[str] = []
@@ -302,7 +308,8 @@ def _predict(args: argparse.Namespace) -> int:
         render(records, args.format, ensemble.thresholds, text)
         args.out.write_text(text.getvalue(), encoding="utf-8")
     counts = {v: out.verdict.count(v) for v in VERDICT_STYLE}
-    print(f"{PROG}: {len(items)} input(s) scored by {len(out.members)} member(s) in "
+    scaled = f" at temperature {ensemble.temperature:.3g}" if ensemble.temperature != 1.0 else ""
+    print(f"{PROG}: {len(items)} input(s) scored by {len(out.members)} member(s){scaled} in "
           f"{time.perf_counter() - started:.2f} s: " + ", ".join(f"{n} {v}" for v, n in counts.items())
           + (f"; {len(skipped)} skipped" if skipped else "") + (f"; wrote {args.out}" if args.out else ""),
           file=sys.stderr)

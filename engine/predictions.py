@@ -5,10 +5,13 @@
     dataset, classes, inputs
     labels        (N,) test labels;  images (N, C, H, W) test images in [0, 1]
     sets          {name: (M, N_set, K) probabilities}   names: test, val, ood:<set>, shift:<corruption>:<severity>
-    logits        {name: (M, N_set, K) logits}           the same sets (runs before ens-tui kept logits: absent)
-    val_labels    (N_val,) labels of the validation split (absent in older runs)
-    shift_labels  (n,) labels of the test sample the shift sets corrupt (absent when shift is off)
+    logits        {name: (M, N_set, K) float32 logits}   the same sets (runs before ens-tui kept logits: absent)
+    val_labels    (N_val,) labels of the validation split (absent in older runs, and when val_fraction = 0)
+    shift_index   (n,) which test images (sorted indices) every shift set corrupts (absent when shift is off)
+    shift_labels  (n,) their labels, `labels[shift_index]`
 
+Where the logits cover every set, the file keeps only them (half the size) and `sets` is their softmax,
+taken again on loading by the same function that made it for the report when the run finished.
 Arrays are stored as tensors so the file loads with `weights_only=True` (no pickled code). Re-score a run
 from it with `python -m engine.report RUN`.
 """
@@ -30,12 +33,22 @@ def _convert(value: Any, kind: type, to: Any) -> Any:
     return to(value) if isinstance(value, kind) else value
 
 
+def probabilities(logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every set's softmax over classes, float32: the `sets` of a payload that has `logits`."""
+    return {name: torch.softmax(torch.as_tensor(z), dim=-1).numpy() for name, z in logits.items()}
+
+
 def save_predictions(path: Path, payload: dict[str, Any]) -> None:
-    """Write the payload atomically, arrays as tensors."""
+    """Write the payload atomically, arrays as tensors; `sets` is left out where `logits` can give it back."""
+    if "logits" in payload and set(payload.get("sets", {})) <= set(payload["logits"]):
+        payload = {k: v for k, v in payload.items() if k != "sets"}
     save_checkpoint(path, _convert(payload, np.ndarray, torch.as_tensor))
 
 
 def load_predictions(path: Path) -> dict[str, Any]:
-    """The payload with numpy arrays."""
+    """The payload with numpy arrays, `sets` included."""
     raw = torch.load(path, map_location="cpu", weights_only=True)
-    return _convert(raw, torch.Tensor, lambda t: t.numpy())
+    pred = _convert(raw, torch.Tensor, lambda t: t.numpy())
+    if "sets" not in pred:
+        pred["sets"] = probabilities(pred["logits"])
+    return pred

@@ -39,6 +39,10 @@ def main() -> int:
     try:
         config = parse_config(tomllib.loads(sys.stdin.read()), "config")
         found = probe(config)
+        c, h, w = found["shape"]
+        names = ", ".join(found["classes"][:8]) + (", …" if len(found["classes"]) > 8 else "")
+        print(f"data: {found['train']:,} train · {found['val']:,} validation · {found['test']:,} test images of "
+              f"{c}×{h}×{w}, {len(found['classes'])} classes ({names})", file=sys.stderr, flush=True)
         if found["note"]:
             print(f"note: {found['note']}", file=sys.stderr, flush=True)
         print(json.dumps(found), flush=True)

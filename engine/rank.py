@@ -12,10 +12,11 @@ import torch
 from engine.batches import BatchSource, place
 from engine.config import RunConfig
 from engine.data import Splits, load_ood, load_splits
-from engine.evaluation import member_predictions
+from engine.evaluation import EvalSets, member_logits
 from engine.member import Member, make_member
 from engine.reporter import Reporter
 from engine.run_folder import RunFolder
+from engine.shift import ShiftSets, shift_sample
 from engine.trainer import OneByOne, StepperFactory, Trainer
 
 if TYPE_CHECKING:
@@ -61,28 +62,34 @@ class RankContext:
 
 @dataclass
 class Outcome:
-    """What a rank hands back after training: its members' predictions, and the data on rank 0."""
+    """What a rank hands back after training: its members' logits on every evaluation set, and the data on rank 0."""
 
     predictions: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
+    """Member index → set name → (N, K) float32 logits."""
     diverged: dict[int, bool] = field(default_factory=dict)
     splits: Splits | None = None
-    eval_sets: dict[str, torch.Tensor] | None = None
+    eval_sets: EvalSets | None = None
 
-    def add(self, member: Member, eval_sets: dict[str, torch.Tensor]) -> None:
-        """Score a trained member on the evaluation sets and keep its predictions."""
-        self.predictions[member.index] = member_predictions(member.model, eval_sets)
+    def add(self, member: Member, eval_sets: EvalSets) -> None:
+        """Score a trained member on the evaluation sets and keep its logits."""
+        self.predictions[member.index] = member_logits(member.model, eval_sets)
         self.diverged[member.index] = member.diverged
 
 
-def eval_sets_for(splits: Splits, config: RunConfig) -> dict[str, torch.Tensor]:
-    """The inputs every trained member is scored on: the test split and each OOD set."""
-    sets = {"test": splits.x_test}
-    for name in config.data.ood:
-        sets[f"ood:{name}"] = load_ood(name, splits, config.data, config.seed)
-    return sets
+def eval_sets_for(splits: Splits, config: RunConfig) -> EvalSets:
+    """What every trained member is scored on: the test split, the validation split (where there is one, for
+    temperature scaling), each OOD set, and with `[report] shift` the test sample under every corruption."""
+    ood = {f"ood:{name}": load_ood(name, splits, config.data, config.seed) for name in config.data.ood}
+    fixed = {"test": splits.x_test, **({"val": splits.x_val} if len(splits.y_val) else {}), **ood}
+    report = config.report
+    shift = ShiftSets(
+        splits.x_test, splits.mean, splits.std, shift_sample(len(splits.y_test), report.shift_size, config.seed),
+        list(report.corruptions), list(report.severities), config.seed,
+    ) if report.shift and len(splits.y_test) else None
+    return EvalSets(fixed, shift)
 
 
-def load_local(config: RunConfig) -> tuple[Splits, dict[str, torch.Tensor]]:
+def load_local(config: RunConfig) -> tuple[Splits, EvalSets]:
     """Each rank reading the data itself (local, sequential, fused)."""
     splits = load_splits(config.data, config.seed)
     return splits, eval_sets_for(splits, config)

@@ -5,39 +5,59 @@ Re-score a finished run with `python -m engine.report runs/<run-id>`.
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from engine import calibration as C
+from engine import ood as O
+from engine import selective as S
 from engine import uncertainty as U
 from engine.atomic import atomic_write_bytes
+from engine.config import OOD_SCORES, ConfigError, load_config
 from engine.predictions import load_predictions
 from engine.report_model import (
+    Calibration,
+    CalibrationScores,
+    ClassScores,
+    Diversity,
     EnsembleScores,
     Histogram,
     Inputs,
     MemberScores,
     OodHistogram,
     OodResult,
+    PerClass,
     ReliabilityBin,
     Report,
     Scores,
+    Selective,
+    Shift,
+    ShiftPoint,
     SizePoint,
     Thresholds,
     UncertainTestInput,
     Uncertainty,
 )
 from engine.run_folder import RunFolder
+from engine.usage import OneLineParser
 
 MOST_UNCERTAIN = 12
+CLEAN = "clean"
+"""The shift section's name for the uncorrupted sample (severity 0)."""
 
 
-def build_report(pred: dict[str, Any]) -> Report:
-    """Every figure of the report, computed from a predictions payload."""
+def build_report(pred: dict[str, Any], ood_scores: Sequence[str] = OOD_SCORES) -> Report:
+    """Every figure of the report, computed from a predictions payload (engine.predictions).
+
+    Sections need what the payload holds: `calibration` the validation split (`val`, `val_labels`), `shift`
+    the corrupted sets (`shift:<corruption>:<severity>`, `shift_labels`), the `energy` OOD score the logits;
+    payloads written before ens-tui saved them get None (or no energy) there, and the rest as always.
+    """
     labels = pred["labels"].astype(np.int64)
     members: list[int] = list(pred["members"])
     diverged = set(pred.get("diverged", []))
@@ -55,19 +75,10 @@ def build_report(pred: dict[str, Any]) -> Report:
         for k, m in enumerate(members)
     ]
     scored = [r for r in member_rows if not r.diverged]
-
-    ood: dict[str, OodResult] = {}
-    for name, probs in sets.items():
-        if not name.startswith("ood:"):
-            continue
-        out = U.decompose(probs[keep])
-        ood[name.removeprefix("ood:")] = OodResult(
-            auroc_entropy=U.ood_auroc(parts["entropy"], out["entropy"]),
-            auroc_mi=U.ood_auroc(parts["mutual_information"], out["mutual_information"]),
-            mean_entropy=float(out["entropy"].mean()),
-            mean_mutual_information=float(out["mutual_information"].mean()),
-            entropy_hist=OodHistogram(**U.histogram({"in_dist": parts["entropy"], "ood": out["entropy"]})),
-        )
+    thresholds = U.verdict_thresholds(parts, mean.argmax(axis=1) == labels)
+    calibration, scaled = _calibration(pred, keep, labels, thresholds)
+    if scaled is not None:  # `ens-tui predict` scales by the temperature, so its verdicts are judged scaled
+        thresholds = U.verdict_thresholds(U.decompose(scaled), U.ensemble_mean(scaled).argmax(axis=1) == labels)
 
     order = np.argsort(-parts["entropy"], kind="stable")[:MOST_UNCERTAIN]
     images = pred.get("images")
@@ -90,15 +101,149 @@ def build_report(pred: dict[str, Any]) -> Report:
         ),
         members=member_rows,
         mean_member=Scores(**{k: float(np.mean([getattr(r, k) for r in scored])) for k in Scores.model_fields}),
-        best_member=min(scored, key=lambda r: r.nll if r.nll is not None else math.inf),
+        best_member=_best_member(pred, keep, scored),
         uncertainty=Uncertainty(**{k: float(v.mean()) for k, v in parts.items()}),
         ensemble_size_curve=[SizePoint(**p) for p in U.size_curve(test, labels)],
         in_dist_entropy_hist=Histogram(**U.histogram({"in_dist": parts["entropy"]})),
-        ood=ood,
+        ood=_ood(pred, keep, ood_scores),
         most_uncertain=most_uncertain,
         inputs=Inputs(**pred["inputs"]) if "inputs" in pred else None,
-        thresholds=Thresholds(**U.verdict_thresholds(parts, mean.argmax(axis=1) == labels)),
+        thresholds=Thresholds(**thresholds),
+        selective=_selective(test, labels),
+        calibration=calibration,
+        shift=_shift(pred, keep),
+        diversity=Diversity(**U.diversity(test, labels)) if len(keep) > 1 else None,
+        per_class=_per_class(mean, labels, list(pred.get("classes", []))),
     )
+
+
+def _logits(pred: dict[str, Any], name: str, keep: list[int]) -> np.ndarray:
+    """The kept members' logits on a set; log-probabilities where the run saved none (softmax cannot tell)."""
+    saved = pred.get("logits", {}).get(name)
+    if saved is not None:
+        return saved[keep]
+    return np.log(np.clip(pred["sets"][name][keep].astype(np.float64), U.EPS, 1.0))
+
+
+def _best_member(pred: dict[str, Any], keep: list[int], scored: list[MemberScores]) -> MemberScores:
+    """Lowest validation NLL where the run has a validation split (choosing on the test split flatters it)."""
+    if "val" in pred["sets"] and "val_labels" in pred:
+        val_labels = pred["val_labels"].astype(np.int64)
+        by_val = [U.nll(pred["sets"]["val"][k], val_labels) for k in keep]
+        return scored[int(np.argmin(by_val))]
+    return min(scored, key=lambda r: r.nll if r.nll is not None else math.inf)
+
+
+def _calibration(pred: dict[str, Any], keep: list[int], labels: np.ndarray,
+                 thresholds: dict[str, float]) -> tuple[Calibration | None, np.ndarray | None]:
+    """Calibration errors on the test split and temperature scaling fitted on the validation split; with the
+    members' scaled test probabilities. `thresholds`: the verdict levels of the unscaled ones."""
+    if "val" not in pred["sets"] or "val_labels" not in pred:
+        return None, None
+    temperature = C.fit_temperature(_logits(pred, "val", keep), pred["val_labels"].astype(np.int64))
+    raw = U.ensemble_mean(pred["sets"]["test"][keep])
+    members = C.scaled_probs(_logits(pred, "test", keep), temperature)
+    scaled = U.ensemble_mean(members)
+    return Calibration(
+        ece=U.ece(raw, labels), adaptive_ece=C.adaptive_ece(raw, labels), mce=C.mce(raw, labels),
+        classwise_ece=C.classwise_ece(raw, labels), temperature=temperature,
+        before=CalibrationScores(**C.summary(raw, labels)), after=CalibrationScores(**C.summary(scaled, labels)),
+        reliability_after=[ReliabilityBin(**b) for b in U.reliability(scaled, labels)],
+        thresholds_before=Thresholds(**thresholds),
+    ), members
+
+
+def _ood(pred: dict[str, Any], keep: list[int], names: Sequence[str]) -> dict[str, OodResult]:
+    """Each OOD set against an equal number of test inputs (engine.ood), by every configured score."""
+    sets, logits = pred["sets"], pred.get("logits", {})
+    test = sets["test"][keep]
+    test_logits = logits["test"][keep] if "test" in logits else None
+    wanted = tuple(dict.fromkeys(("entropy", "mutual_information", *names)))
+    in_values = O.score_values(test, test_logits, wanted)
+    results: dict[str, OodResult] = {}
+    for name, probs in sets.items():
+        if not name.startswith("ood:"):
+            continue
+        out_logits = logits[name][keep] if name in logits and test_logits is not None else None
+        out_values = O.score_values(probs[keep], out_logits, wanted)
+        i_in, i_out = O.balanced(len(test[0]), len(probs[0]))
+        pick_in = {k: v[i_in] for k, v in in_values.items()}
+        pick_out = {k: v[i_out] for k, v in out_values.items()}
+        found = {s: O.detection(pick_in[s], pick_out[s]) for s in pick_out}
+        results[name.removeprefix("ood:")] = OodResult(
+            auroc_entropy=found["entropy"].auroc,
+            auroc_mi=found["mutual_information"].auroc,
+            mean_entropy=float(out_values["entropy"].mean()),
+            mean_mutual_information=float(out_values["mutual_information"].mean()),
+            entropy_hist=OodHistogram(**U.histogram({"in_dist": pick_in["entropy"], "ood": pick_out["entropy"]})),
+            mi_hist=OodHistogram(**U.histogram({"in_dist": pick_in["mutual_information"],
+                                                "ood": pick_out["mutual_information"]})),
+            in_size=len(i_in), ood_size=len(i_out),
+            scores={s: found[s] for s in names if s in found},
+        )
+    return results
+
+
+def _selective(test: np.ndarray, labels: np.ndarray) -> Selective:
+    """Risk–coverage of the ensemble, and of each member by its own confidence, averaged."""
+    mean = U.ensemble_mean(test)
+    wrong = mean.argmax(axis=1) != labels
+    ensemble = {k: S.risk_coverage(v, wrong) for k, v in S.rankings(mean).items()}
+    per_member = [{k: S.risk_coverage(v, p.argmax(axis=1) != labels) for k, v in S.rankings(p).items()} for p in test]
+    return Selective(ensemble=ensemble, mean_member={k: S.average([m[k] for m in per_member]) for k in ensemble})
+
+
+def _shift_points(corruption: str, severity: int, probs: np.ndarray, labels: np.ndarray) -> tuple[ShiftPoint, ShiftPoint]:
+    """The ensemble's point and the mean member's on one shifted set."""
+    mean = U.ensemble_mean(probs)
+    parts = U.decompose(probs)
+    ensemble = ShiftPoint(corruption=corruption, severity=severity, accuracy=U.accuracy(mean, labels),
+                          nll=U.nll(mean, labels), ece=U.ece(mean, labels), entropy=float(parts["entropy"].mean()),
+                          mutual_information=float(parts["mutual_information"].mean()))
+    member = ShiftPoint(
+        corruption=corruption, severity=severity,
+        accuracy=float(np.mean([U.accuracy(p, labels) for p in probs])),
+        nll=float(np.mean([U.nll(p, labels) for p in probs])), ece=float(np.mean([U.ece(p, labels) for p in probs])),
+        entropy=float(U.entropy(probs).mean()), mutual_information=0.0,
+    )
+    return ensemble, member
+
+
+def _shift(pred: dict[str, Any], keep: list[int]) -> Shift | None:
+    """Every `shift:<corruption>:<severity>` set, after the clean sample they were made from (severity 0)."""
+    sets = pred["sets"]
+    names = [n for n in sets if n.startswith("shift:")]
+    if not names or "shift_labels" not in pred:
+        return None
+    shift_labels = pred["shift_labels"].astype(np.int64)
+    index = pred.get("shift_index")
+    clean = sets["test"][keep] if index is None else sets["test"][keep][:, np.asarray(index, dtype=np.int64)]
+    clean_labels = pred["labels"].astype(np.int64)
+    clean_labels = clean_labels if index is None else clean_labels[np.asarray(index, dtype=np.int64)]
+    points = [_shift_points(CLEAN, 0, clean, clean_labels)]
+    corruptions: list[str] = []
+    severities = {0}
+    for name in names:
+        corruption, severity = name.removeprefix("shift:").rsplit(":", 1)
+        corruptions += [corruption] if corruption not in corruptions else []
+        severities.add(int(severity))
+        points.append(_shift_points(corruption, int(severity), sets[name][keep], shift_labels))
+    return Shift(size=len(shift_labels), corruptions=corruptions, severities=sorted(severities),
+                 ensemble=[e for e, _ in points], mean_member=[m for _, m in points])
+
+
+def _per_class(mean: np.ndarray, labels: np.ndarray, names: list[str]) -> PerClass:
+    from sklearn.metrics import confusion_matrix
+
+    k = mean.shape[1]
+    names = names if len(names) == k else [str(i) for i in range(k)]
+    confusion = confusion_matrix(labels, mean.argmax(axis=1), labels=np.arange(k))
+    count = confusion.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = np.diag(confusion) / count
+    return PerClass(classes=[ClassScores(name=n, accuracy=float(a), count=int(c))
+                             for n, a, c in zip(names, accuracy, count, strict=True)],
+                    confusion=confusion.tolist())
 
 
 def thumbnail(image: np.ndarray) -> list[list[float]]:
@@ -137,12 +282,10 @@ def to_markdown(report: Report, title: str = "Uncertainty report") -> str:
               f"- total predictive entropy: {_f(u.entropy)}",
               f"- aleatoric (expected member entropy): {_f(u.aleatoric)}",
               f"- epistemic (mutual information): {_f(u.mutual_information)}", ""]
+    lines += _calibration_md(report) + _selective_md(report)
     lines += ["## Ensemble size", "", "| members | accuracy | NLL |", "|---|---|---|"]
     lines += [f"| {p.size} | {_f(p.accuracy)} | {_f(p.nll)} |" for p in report.ensemble_size_curve]
-    if report.ood:
-        lines += ["", "## Out-of-distribution detection (AUROC)", "", "| set | by entropy | by mutual information |",
-                  "|---|---|---|"]
-        lines += [f"| {n} | {_f(o.auroc_entropy, 3)} | {_f(o.auroc_mi, 3)} |" for n, o in report.ood.items()]
+    lines += _ood_md(report) + _shift_md(report) + _diversity_md(report) + _per_class_md(report)
     lines += ["", "## Members", "", "| member | accuracy | NLL | Brier | ECE |", "|---|---|---|---|---|"]
     for r in report.members:
         flag = " (diverged)" if r.diverged else ""
@@ -154,7 +297,105 @@ def to_markdown(report: Report, title: str = "Uncertainty report") -> str:
     lines += ["", "## Most uncertain test inputs", "", "| test index | label | prediction | entropy |", "|---|---|---|---|"]
     lines += [f"| {r.index} | {classes[r.label]} | {classes[r.prediction]} | {_f(r.entropy, 3)} |"
               for r in report.most_uncertain]
+    lines += figures_md(report)
     return "\n".join(lines) + "\n"
+
+
+def _calibration_md(report: Report) -> list[str]:
+    c = report.calibration
+    if c is None:
+        return []
+    return ["## Calibration", "",
+            f"ECE {_f(c.ece)} (15 equal-width bins), adaptive ECE {_f(c.adaptive_ece)} (15 equal-mass bins), "
+            f"MCE {_f(c.mce)}, classwise ECE {_f(c.classwise_ece)}.", "",
+            f"Temperature scaling, fitted on the validation split: T = {_f(c.temperature, 3)}. On the test split:", "",
+            "| | NLL | ECE | Brier |", "|---|---|---|---|",
+            f"| before | {_f(c.before.nll)} | {_f(c.before.ece)} | {_f(c.before.brier)} |",
+            f"| after | {_f(c.after.nll)} | {_f(c.after.ece)} | {_f(c.after.brier)} |", ""]
+
+
+def _selective_md(report: Report) -> list[str]:
+    s = report.selective
+    if s is None:
+        return []
+    lines = ["## Selective prediction", "", "Answer only the inputs ranked surest; accuracy on those answered.", "",
+             "| | ranked by | AURC | E-AURC | acc. @ 90 % | acc. @ 95 % | acc. @ 99 % |", "|---|---|---|---|---|---|---|"]
+    for who, curves in (("ensemble", s.ensemble), ("mean member", s.mean_member)):
+        for ranking, rc in curves.items():
+            at = rc.accuracy_at
+            lines.append(f"| {who} | {ranking} | {_f(rc.aurc)} | {_f(rc.eaurc)} | {_f(at.get('90'))} | "
+                         f"{_f(at.get('95'))} | {_f(at.get('99'))} |")
+    return [*lines, ""]
+
+
+def _ood_md(report: Report) -> list[str]:
+    if not report.ood:
+        return []
+    if not any(o.scores for o in report.ood.values()):  # a report written before the scores existed
+        return ["", "## Out-of-distribution detection (AUROC)", "", "| set | by entropy | by mutual information |",
+                "|---|---|---|", *(f"| {n} | {_f(o.auroc_entropy, 3)} | {_f(o.auroc_mi, 3)} |"
+                                   for n, o in report.ood.items())]
+    lines = ["", "## Out-of-distribution detection", "",
+             "Each set against as many test inputs (the larger side sampled down); OOD is the positive class.", "",
+             "| set | inputs (test + OOD) | score | AUROC | AUPR-in | AUPR-out | FPR @ 95 % TPR |",
+             "|---|---|---|---|---|---|---|"]
+    for name, o in report.ood.items():
+        for score, r in o.scores.items():
+            lines.append(f"| {name} | {o.in_size} + {o.ood_size} | {score} | {_f(r.auroc, 3)} | {_f(r.aupr_in, 3)} | "
+                         f"{_f(r.aupr_out, 3)} | {_f(r.fpr95, 3)} |")
+    return lines
+
+
+def _shift_md(report: Report) -> list[str]:
+    s = report.shift
+    if s is None:
+        return []
+    lines = ["", "## Under distribution shift", "",
+             f"{s.size} test inputs under {len(s.corruptions)} corruptions; each severity's mean over the corruptions "
+             "(0: uncorrupted).", "",
+             "| severity | accuracy (ens. / member) | NLL (ens. / member) | ECE (ens. / member) | mutual information |",
+             "|---|---|---|---|---|"]
+    for severity in s.severities:
+        ens = [p for p in s.ensemble if p.severity == severity]
+        mem = [p for p in s.mean_member if p.severity == severity]
+        avg = lambda points, key: float(np.mean([getattr(p, key) for p in points]))  # noqa: E731
+        lines.append(f"| {severity} | {_f(avg(ens, 'accuracy'))} / {_f(avg(mem, 'accuracy'))} | "
+                     f"{_f(avg(ens, 'nll'))} / {_f(avg(mem, 'nll'))} | {_f(avg(ens, 'ece'))} / {_f(avg(mem, 'ece'))} | "
+                     f"{_f(avg(ens, 'mutual_information'))} |")
+    return lines
+
+
+def _diversity_md(report: Report) -> list[str]:
+    d = report.diversity
+    if d is None:
+        return []
+    return ["", "## Diversity", "", f"- members disagree on {_f(d.disagreement)} of the test inputs (mean over pairs)",
+            f"- mean KL(member ‖ ensemble): {_f(d.kl_to_ensemble)} nats",
+            f"- correlation of two members' errors: {_f(d.error_correlation)}"]
+
+
+MAX_CONFUSION = 20
+"""Classes up to which report.md prints the confusion matrix (report.json always has it)."""
+
+
+def _per_class_md(report: Report) -> list[str]:
+    pc = report.per_class
+    if pc is None:
+        return []
+    lines = ["", "## Per class", "", "| class | test inputs | accuracy |", "|---|---|---|"]
+    lines += [f"| {c.name} | {c.count} | {_f(c.accuracy)} |" for c in pc.classes]
+    if len(pc.classes) <= MAX_CONFUSION:
+        lines += ["", "Confusion matrix (rows: true class, columns: predicted):", "",
+                  "| | " + " | ".join(c.name for c in pc.classes) + " |", "|---" * (len(pc.classes) + 1) + "|"]
+        lines += [f"| {c.name} | " + " | ".join(map(str, row)) + " |" for c, row in zip(pc.classes, pc.confusion, strict=True)]
+    return lines
+
+
+def figures_md(report: Report) -> list[str]:
+    """The report's pictures (report.figures, relative to the run folder) as markdown images."""
+    if not report.figures:
+        return []
+    return ["", "## Figures", "", *(f"![{Path(f).stem.replace('-', ' ').replace('_', ' ')}]({f})" for f in report.figures)]
 
 
 def write_report(run_dir: Path, report: Report, title: str) -> tuple[Path, Path]:
@@ -166,15 +407,26 @@ def write_report(run_dir: Path, report: Report, title: str) -> tuple[Path, Path]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Re-score a run folder from its predictions.pt."""
-    parser = argparse.ArgumentParser(prog="python -m engine.report", description=__doc__)
-    parser.add_argument("run_dir", type=Path)
+    """Re-score a run folder from its predictions.pt, with the OOD scores its config names."""
+    parser = OneLineParser(prog="python -m engine.report", description=__doc__)
+    parser.add_argument("run_dir", type=Path, metavar="RUN")
     args = parser.parse_args(argv)
     folder = RunFolder(args.run_dir)
     if not folder.predictions.exists():
         print(f"{folder.predictions}: no predictions; is {args.run_dir} a finished run?", file=sys.stderr)
         return 2
-    report = build_report(load_predictions(folder.predictions))
+    scores: Sequence[str] = OOD_SCORES
+    if folder.config.is_file():
+        try:
+            scores = load_config(folder.config).report.ood_scores
+        except ConfigError as err:
+            print(str(err).splitlines()[0], file=sys.stderr)
+            return 2
+    try:
+        report = build_report(load_predictions(folder.predictions), scores)
+    except ValueError as err:
+        print(f"{folder.path}: {err}", file=sys.stderr)
+        return 2
     json_path, md_path = write_report(folder.path, report, f"Uncertainty report — {folder.name}")
     print(f"wrote {json_path} and {md_path.name}")
     return 0

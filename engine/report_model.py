@@ -111,7 +111,8 @@ class OodResult(_Part):
     mi_hist: OodHistogram | None = None
     """Mutual information counted in- and out-of-distribution over shared edges."""
     in_size: int = 0
-    """In-distribution inputs scored against the set (as many as it has OOD inputs: a balanced comparison)."""
+    """In-distribution inputs scored against the set: a balanced comparison, the larger side sampled (seeded)
+    down to the smaller's size (engine.ood); 0 in reports written before."""
     ood_size: int = 0
     scores: dict[str, OodScore] = Field(default_factory=dict)
     """By score name: msp, entropy, mutual_information, energy (as configured in [report] ood_scores)."""
@@ -149,6 +150,18 @@ class Selective(_Part):
     """Each figure averaged over the non-diverged members (curves point by point)."""
 
 
+class Thresholds(_Part):
+    """Verdict levels for new inputs, calibrated on this run's test split (nats), on the probabilities `ens-tui
+    predict` gives: temperature-scaled when the report has a `calibration.temperature`.
+
+    `uncertain` above `entropy`: the level that keeps 95 % of correctly classified test inputs confident.
+    `out-of-distribution` above `mutual_information`: the level that flags 5 % of in-distribution test inputs.
+    """
+
+    entropy: float
+    mutual_information: float
+
+
 class CalibrationScores(_Part):
     nll: float
     ece: float
@@ -171,6 +184,9 @@ class Calibration(_Part):
     before: CalibrationScores
     after: CalibrationScores
     reliability_after: list[ReliabilityBin] = Field(default_factory=list)
+    thresholds_before: Thresholds | None = None
+    """Verdict thresholds on the unscaled probabilities (what `--no-temperature` judges by); the report's
+    `thresholds` are on the temperature-scaled ones, as `ens-tui predict` scales by default."""
 
 
 class ShiftPoint(_Part):
@@ -192,9 +208,10 @@ class Shift(_Part):
     """Test images (a seeded sample) each corruption and severity was applied to."""
     corruptions: list[str]
     severities: list[int]
+    """0 (the clean sample, one point with corruption `clean`) and the severities applied."""
     ensemble: list[ShiftPoint]
     mean_member: list[ShiftPoint]
-    """The non-diverged members' figures, averaged."""
+    """The non-diverged members' figures, averaged (a lone member has no mutual information: 0)."""
 
 
 class Diversity(_Part):
@@ -235,17 +252,6 @@ class Inputs(_Part):
     std: float
 
 
-class Thresholds(_Part):
-    """Verdict levels for new inputs, calibrated on this run's test split (nats).
-
-    `uncertain` above `entropy`: the level that keeps 95 % of correctly classified test inputs confident.
-    `out-of-distribution` above `mutual_information`: the level that flags 5 % of in-distribution test inputs.
-    """
-
-    entropy: float
-    mutual_information: float
-
-
 class ReportError(ValueError):
     """report.json cannot be read or is not a report; the message is one line saying which and why."""
 
@@ -264,7 +270,8 @@ class Report(_Part):
     mean_member: Scores
     """The average of the non-diverged members' scores."""
     best_member: MemberScores
-    """The non-diverged member with the lowest NLL."""
+    """The non-diverged member with the lowest validation NLL (test NLL in runs that saved no validation
+    predictions), with its test scores."""
     uncertainty: Uncertainty
     ensemble_size_curve: list[SizePoint] = Field(default_factory=list)
     in_dist_entropy_hist: Histogram

@@ -74,26 +74,23 @@ def brier(p: np.ndarray, labels: np.ndarray) -> float:
 def reliability(p: np.ndarray, labels: np.ndarray, bins: int = 15) -> list[dict[str, float]]:
     """Confidence vs accuracy in equal-width confidence bins (the reliability diagram's data)."""
     confidence = p.max(axis=1)
-    correct = p.argmax(axis=1) == labels
+    correct = (p.argmax(axis=1) == labels).astype(np.float64)
     edges = np.linspace(0.0, 1.0, bins + 1)
     index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    table = []
-    for b in range(bins):
-        mask = index == b
-        count = int(mask.sum())
-        table.append({
-            "bin_lower": float(edges[b]), "bin_upper": float(edges[b + 1]), "count": count,
-            "confidence": float(confidence[mask].mean()) if count else 0.0,
-            "accuracy": float(correct[mask].mean()) if count else 0.0,
-        })
-    return table
+    count = np.bincount(index, minlength=bins)
+    conf = np.bincount(index, weights=confidence, minlength=bins) / np.maximum(count, 1)
+    acc = np.bincount(index, weights=correct, minlength=bins) / np.maximum(count, 1)
+    return [{"bin_lower": float(edges[b]), "bin_upper": float(edges[b + 1]), "count": int(count[b]),
+             "confidence": float(conf[b]), "accuracy": float(acc[b])} for b in range(bins)]
 
 
 def ece(p: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """Expected calibration error: the count-weighted gap between confidence and accuracy."""
-    table = reliability(p, labels, bins)
-    n = max(len(labels), 1)
-    return float(sum(row["count"] / n * abs(row["accuracy"] - row["confidence"]) for row in table))
+    """Expected calibration error: the count-weighted gap between confidence and accuracy (reliability's bins)."""
+    confidence = p.max(axis=1)
+    index = np.clip(np.digitize(confidence, np.linspace(0.0, 1.0, bins + 1)[1:-1], right=True), 0, bins - 1)
+    right = np.bincount(index, weights=(p.argmax(axis=1) == labels).astype(np.float64), minlength=bins)
+    sure = np.bincount(index, weights=confidence, minlength=bins)
+    return float(np.abs(right - sure).sum() / max(len(labels), 1))
 
 
 def scores(p: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -128,3 +125,22 @@ def histogram(values: dict[str, np.ndarray], bins: int = 20) -> dict[str, list[f
     for name, v in values.items():
         out[name] = np.histogram(v, bins=edges)[0].astype(float).tolist()
     return out
+
+
+def diversity(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """How differently M ≥ 2 members answer: pairwise disagreement, mean KL(member ‖ ensemble), error correlation.
+
+    Disagreement and error correlation are means over the M(M−1)/2 member pairs; a pair where one member is
+    always right (or always wrong) has no correlation and is left out (NaN when every pair is).
+    """
+    predictions = probs.argmax(axis=2)
+    wrong = (predictions != labels).astype(np.float64)
+    pairs = np.triu_indices(len(probs), k=1)
+    disagree = (predictions[:, None, :] != predictions[None, :, :]).mean(axis=2)
+    mean = ensemble_mean(probs)
+    kl = (probs * (np.log(np.clip(probs, EPS, 1.0)) - np.log(np.clip(mean, EPS, 1.0)))).sum(axis=2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = np.corrcoef(wrong)[pairs] if len(probs) > 1 else np.array([])
+    corr = corr[np.isfinite(corr)]
+    return {"disagreement": float(disagree[pairs].mean()), "kl_to_ensemble": float(np.maximum(kl, 0.0).mean()),
+            "error_correlation": float(corr.mean()) if len(corr) else float("nan")}

@@ -20,7 +20,7 @@ from engine import events as ev
 from engine.config import RunConfig, load_config
 from engine.events import ENDPOINT_ENV, TOKEN_ENV
 from engine.placement import announced_members, placement_warning, ranks_on_host
-from engine.predictions import save_predictions
+from engine.predictions import probabilities, save_predictions
 from engine.rank import Outcome, RankContext, resolve_device
 from engine.report import build_report, write_report
 from engine.reporter import Reporter, UtilSampler, connect_sink, hello
@@ -35,18 +35,19 @@ def run_strategy(ctx: RankContext) -> Outcome:
 
 
 def finish(ctx: RankContext, outcome: Outcome) -> None:
-    """Gather predictions on rank 0, save them, and write the report."""
+    """Gather every member's logits on rank 0, save them with the labels they are scored against, write the report."""
     gathered = ctx.comm.gather((outcome.predictions, outcome.diverged), root=0)
     if ctx.rank != 0 or ctx.run_dir is None:
         return
-    predictions: dict[int, dict[str, np.ndarray]] = {}
+    per_member: dict[int, dict[str, np.ndarray]] = {}
     diverged: list[int] = []
-    for preds, div in gathered:
-        predictions.update(preds)
+    for logits, div in gathered:
+        per_member.update(logits)
         diverged += [m for m, d in div.items() if d]
-    members = sorted(predictions)
+    members = sorted(per_member)
     splits, eval_sets = outcome.splits, outcome.eval_sets
     assert splits is not None and eval_sets is not None, "rank 0 always holds the data"
+    logits = {name: np.stack([per_member[m][name] for m in members]) for name in eval_sets}
     payload = {
         "members": members,
         "diverged": sorted(diverged),
@@ -55,8 +56,14 @@ def finish(ctx: RankContext, outcome: Outcome) -> None:
         "labels": splits.y_test.cpu().numpy(),
         "images": (splits.x_test * splits.std + splits.mean).cpu().numpy(),
         "inputs": splits.inputs(),
-        "sets": {name: np.stack([predictions[m][name] for m in members]) for name in eval_sets},
+        "logits": logits,
+        "sets": probabilities(logits),
     }
+    if "val" in eval_sets:
+        payload["val_labels"] = splits.y_val.cpu().numpy()
+    if eval_sets.shift is not None:
+        payload["shift_index"] = eval_sets.shift.index.numpy()
+        payload["shift_labels"] = splits.y_test[eval_sets.shift.index].cpu().numpy()
     folder = RunFolder(ctx.run_dir)
     save_predictions(folder.predictions, payload)
     ctx.reporter.send(ev.PredictionsSaved(path=str(folder.predictions), members=members))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -173,7 +174,7 @@ def run_headless(config: RunConfig, *, mpiexec: str | None = None, console: Cons
     try:
         done = asyncio.run(_run(launcher, view, console))
     except LaunchError as err:
-        console.print(f"[bold red]ens-tui:[/] {escape(str(err))}", highlight=False)
+        print(f"ens-tui: {err}", file=sys.stderr)  # one line, never wrapped: scripts and CI read it
         return EXIT_USAGE
     if launcher.server is not None and launcher.server.dropped:
         dropped = ", ".join(f"{n} {why}" for why, n in launcher.server.dropped.items())

@@ -178,6 +178,8 @@ def test_an_npz_file_with_and_without_its_own_test_split(tmp_path: Path) -> None
     ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.zeros(3, int)}, "`y_train` has 3 labels for 4 images"),
     ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.array([0, 1, -1, 0])}, "`y_train` has label -1"),
     ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.zeros(4) + 0.5}, "labels must be integers"),
+    ({"x_train": np.arange(6 * 64, dtype=np.uint8).reshape(6, 8, 8), "y_train": np.zeros(6, int)}, "only one class"),
+    ({"x_train": np.full((6, 8, 8), 9, np.uint8), "y_train": np.array([0, 1] * 3)}, "nothing to learn"),
 ])
 def test_an_npz_file_that_cannot_train_is_refused_naming_the_file_and_key(tmp_path: Path, arrays: dict,
                                                                           says: str) -> None:
@@ -251,6 +253,20 @@ def test_bad_data_is_one_line_and_exit_2_before_any_rank_starts(case: str, tmp_p
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], done.stderr
     assert "Traceback" not in done.stdout + done.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_real_launch_refuses_bad_data_in_the_same_one_line(tmp_path: Path, own_cache: Path,
+                                                             cli_env: dict[str, str]) -> None:
+    """Not only --dry-run: the launch itself says it on stderr, one unwrapped line, and creates no run folder."""
+    data, says = _bad_cases(tmp_path)["mixed sizes"]
+    config = tmp_path / "bad.toml"
+    config.write_text(tomli_w.dumps({"output_dir": str(tmp_path / "runs"), "data": data}))
+    env = {**cli_env, "ENS_TUI_CACHE": str(own_cache), "COLUMNS": "60"}
+    done = subprocess.run([sys.executable, "-m", "ens_tui", "--run-config", str(config)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stdout == "" and len(done.stderr.strip().splitlines()) == 1 and says in done.stderr, done.stderr
     assert not (tmp_path / "runs").exists()
 
 

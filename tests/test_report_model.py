@@ -14,6 +14,7 @@ import pytest
 from engine.report import build_report, to_markdown, write_report
 from engine.report_model import Report, ReportError
 from ens_tui import rundir
+from tests.test_report_metrics import full_payload
 
 RECORDED_REPORT = Path(__file__).parent / "tui" / "fixtures" / "recorded-run" / "report.json"
 
@@ -58,6 +59,13 @@ def test_a_fresh_report_survives_the_file_round_trip(tmp_path: Path) -> None:
     with_nan = report.model_copy(update={"ood": {"x": report.ood["noise"].model_copy(update={"auroc_mi": math.nan})}})
     assert "NaN" in with_nan.to_json()
     assert math.isnan(Report.model_validate_json(with_nan.to_json()).ood["x"].auroc_mi)
+
+
+def test_a_report_with_every_section_survives_the_file_round_trip(tmp_path: Path) -> None:
+    report = build_report(full_payload())
+    assert None not in (report.selective, report.calibration, report.shift, report.diversity, report.per_class)
+    json_path, _ = write_report(tmp_path, report, "t")
+    assert Report.read(json_path) == report
 
 
 def test_newer_and_older_reports_still_open(tmp_path: Path) -> None:

@@ -12,8 +12,10 @@ import torch
 from mpi4py import MPI
 
 from engine.data import Splits
+from engine.evaluation import EvalSets
 from engine.rank import Outcome, RankContext, load_local
 from engine.seeding import batch_slices, epoch_order
+from engine.shift import ShiftSets
 
 
 def share_tensor(comm: MPI.Comm, tensor: torch.Tensor | None) -> torch.Tensor:
@@ -26,32 +28,39 @@ def share_tensor(comm: MPI.Comm, tensor: torch.Tensor | None) -> torch.Tensor:
 
 
 def share_splits(
-    comm: MPI.Comm, splits: Splits | None, eval_sets: dict[str, torch.Tensor] | None
-) -> tuple[Splits, dict[str, torch.Tensor], int]:
+    comm: MPI.Comm, splits: Splits | None, eval_sets: EvalSets | None
+) -> tuple[Splits, EvalSets, int]:
     """Give every rank the validation and evaluation tensors that rank 0 loaded.
 
     The training split stays on rank 0: the others only ever see it one batch at a time, so they get
-    its length alone.
+    its length alone. The shift sets travel as their recipe (which test images, which corruptions): every
+    rank builds the same ones from the test split when it scores.
     """
+    shift = eval_sets.shift if eval_sets is not None else None
     info = comm.bcast(
-        (splits.name, splits.mean, splits.std, splits.classes, tuple(splits.x_train.shape), list(eval_sets))
+        (splits.name, splits.mean, splits.std, splits.classes, tuple(splits.x_train.shape), list(eval_sets.fixed),
+         (shift.index.tolist(), shift.corruptions, shift.severities, shift.seed) if shift is not None else None)
         if splits is not None and eval_sets is not None
         else None
     )
-    name, mean, std, classes, train_shape, set_names = info
+    name, mean, std, classes, train_shape, set_names, recipe = info
     root = splits is not None
     x_val = share_tensor(comm, splits.x_val if root else None)
     y_val = share_tensor(comm, splits.y_val if root else None)
+    x_test = share_tensor(comm, splits.x_test if root else None)
     y_test = share_tensor(comm, splits.y_test if root else None)
-    shared_sets = {n: share_tensor(comm, eval_sets[n] if root else None) for n in set_names}
+    own = {"test": x_test, "val": x_val}
+    fixed = {n: own[n] if n in own else share_tensor(comm, eval_sets[n] if root else None) for n in set_names}
     if root:
-        return splits, shared_sets, train_shape[0]
+        return splits, eval_sets, train_shape[0]
     empty_train = torch.empty((0, *train_shape[1:]))
-    received = Splits(
-        name, empty_train, torch.empty(0, dtype=torch.int64), x_val, y_val, shared_sets["test"], y_test, mean, std,
-        classes,
-    )
-    return received, shared_sets, train_shape[0]
+    received = Splits(name, empty_train, torch.empty(0, dtype=torch.int64), x_val, y_val, x_test, y_test, mean, std,
+                      classes)
+    shift_sets = None
+    if recipe is not None:
+        index, corruptions, severities, seed = recipe
+        shift_sets = ShiftSets(x_test, mean, std, torch.tensor(index, dtype=torch.int64), corruptions, severities, seed)
+    return received, EvalSets(fixed, shift_sets), train_shape[0]
 
 
 class BroadcastBatches:

@@ -1,4 +1,5 @@
-"""The uncertainty report of a finished run: metrics, decomposition, calibration, OOD detection, hard inputs."""
+"""The uncertainty report of a finished run: metrics, decomposition, calibration, OOD detection, hard inputs,
+prediction, selective prediction, calibration under shift, and the members' diversity."""
 
 from __future__ import annotations
 
@@ -9,26 +10,53 @@ import sys
 from pathlib import Path
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, VerticalScroll
+from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
 
 from engine.config import RunConfig
 from engine.report_model import Report
+from engine.run_folder import RunFolder
+from ens_tui.widgets.calibration_table import CalibrationTable
+from ens_tui.widgets.class_table import ClassTable
+from ens_tui.widgets.confusion_table import ConfusionTable
+from ens_tui.widgets.diversity_panel import DiversityPanel
 from ens_tui.widgets.entropy_histogram import EntropyHistogram
 from ens_tui.widgets.metrics_table import MetricsTable
+from ens_tui.widgets.ood_scores_table import OodScoresTable
 from ens_tui.widgets.predict_pane import PredictPane
 from ens_tui.widgets.reliability_plot import ReliabilityPlot
+from ens_tui.widgets.risk_coverage_plot import RiskCoveragePlot
+from ens_tui.widgets.selective_table import SelectiveTable
+from ens_tui.widgets.shift_plot import ShiftPlot
+from ens_tui.widgets.shift_table import ShiftTable, headline
 from ens_tui.widgets.size_curve_plot import SizeCurvePlot
 from ens_tui.widgets.uncertain_input import UncertainInput
 from ens_tui.widgets.uncertainty_panel import UncertaintyPanel
 
-TABS = ("summary", "calibration", "ood", "inputs", "predict")
+TABS = ("summary", "calibration", "ood", "inputs", "predict", "selective", "shift", "diversity")
 CARD_WIDTH = 18
 WIDE_COLUMNS = 150
 """From this width on, the OOD histograms sit side by side."""
+SIDE_BY_SIDE = 110
+"""From this width on, the per-class table and the confusion matrix sit side by side."""
+NARROW_TABS = 90
+"""Below this width the tab labels lose their padding, so all eight fit in 80 columns."""
+NOT_IN_RUN = {
+    "selective": "selective prediction is not in this run: its report predates it "
+                 "(python -m engine.report RUN re-scores it from predictions.pt)",
+    "shift": "calibration under shift is not in this run: it needs [report] shift = true "
+             "and a run trained by this ens-tui",
+    "diversity": "diversity is not in this run: it needs two members or more and a report by this ens-tui "
+                 "(python -m engine.report RUN re-scores it)",
+    "per_class": "per-class accuracy and the confusion matrix are not in this run "
+                 "(python -m engine.report RUN re-scores it)",
+}
+"""What each new tab says for a report that lacks its section (old reports, shift off, one member)."""
 
 
 def _can_open_folders() -> bool:
@@ -40,7 +68,17 @@ def _can_open_folders() -> bool:
 
 
 class ReportScreen(Screen[None]):
-    """Five tabs (1–5); o opens the run folder, e exports, n starts another run, esc returns to the dashboard."""
+    """Eight tabs (1–8); o opens the run folder, e exports, n starts another run, esc returns to the dashboard."""
+
+    DEFAULT_CSS = """
+    ReportScreen.-narrow-tabs #report-tabs Tab { padding: 0 0 0 1; }
+    ReportScreen.-narrow-tabs #report-tabs Tab:first-of-type { padding: 0; }
+    ReportScreen .empty { color: $text-muted; padding: 1 0; }
+    ReportScreen .plot-pair { height: 1fr; min-height: 12; }
+    ReportScreen .plot-pair > Vertical { height: 1fr; }
+    ReportScreen .plot-caption { height: 1; color: $text-muted; }
+    ReportScreen #classes-grid { grid-size: 1; grid-rows: auto; grid-gutter: 1 2; height: auto; }
+    """
 
     BINDINGS = [
         Binding("1", "tab('summary')", "Summary", show=False),
@@ -48,6 +86,9 @@ class ReportScreen(Screen[None]):
         Binding("3", "tab('ood')", "OOD", show=False),
         Binding("4", "tab('inputs')", "Inputs", show=False),
         Binding("5", "tab('predict')", "Predict", show=False),
+        Binding("6", "tab('selective')", "Selective", show=False),
+        Binding("7", "tab('shift')", "Shift", show=False),
+        Binding("8", "tab('diversity')", "Diversity", show=False),
         Binding("o", "open_folder", "Open folder"),
         Binding("e", "export", "Export"),
         Binding("n", "app.new_run", "New run"),
@@ -74,15 +115,17 @@ class ReportScreen(Screen[None]):
                     yield UncertaintyPanel(report.uncertainty, id="uncertainty")
                     yield SizeCurvePlot(report.ensemble_size_curve, id="size-curve")
             with TabPane("2 calibration", id="calibration"):
-                yield ReliabilityPlot(report.ensemble.reliability, report.ensemble.ece, id="reliability")
+                yield from self._calibration()
             with TabPane("3 OOD", id="ood"):
                 with VerticalScroll():
+                    if any(result.scores for result in report.ood.values()):
+                        yield OodScoresTable(report.ood, id="ood-scores")
                     with Grid(id="ood-grid"):
                         for name, result in report.ood.items():
                             yield EntropyHistogram(name, result)
                         if not report.ood:
                             yield Static("no OOD sets in this run", classes="empty")
-            with TabPane("4 uncertain inputs", id="inputs"):
+            with TabPane("4 inputs", id="inputs"):
                 with VerticalScroll():
                     yield Static(Text("the test inputs the ensemble was least sure of: label → prediction, test index, "
                                       "entropy H and mutual information MI (nats)", style="dim"))
@@ -95,7 +138,67 @@ class ReportScreen(Screen[None]):
                 else:
                     yield Static("this run was written by an older ens-tui (its report has no input spec): "
                                  "train it again to predict with it", classes="empty")
+            with TabPane("6 selective", id="selective"):
+                yield from self._selective()
+            with TabPane("7 shift", id="shift"):
+                yield from self._shift()
+            with TabPane("8 diversity", id="diversity"):
+                yield from self._diversity()
         yield Footer()
+
+    def _calibration(self) -> ComposeResult:
+        """The reliability diagram; with temperature scaling, before and after side by side over their numbers."""
+        report = self.report
+        cal = report.calibration
+        if cal is None or not cal.reliability_after:
+            yield ReliabilityPlot(report.ensemble.reliability, report.ensemble.ece, id="reliability")
+            if cal is not None:
+                yield CalibrationTable(cal, id="calibration-table")
+            return
+        with Horizontal(classes="plot-pair"):
+            with Vertical():
+                yield Static("before temperature scaling", classes="plot-caption")
+                yield ReliabilityPlot(report.ensemble.reliability, cal.before.ece, id="reliability")
+            with Vertical():
+                yield Static(f"after: logits / T, T = {cal.temperature:.3f}", classes="plot-caption")
+                yield ReliabilityPlot(cal.reliability_after, cal.after.ece, id="reliability-after")
+        yield CalibrationTable(cal, id="calibration-table")
+
+    def _selective(self) -> ComposeResult:
+        """Answer only the inputs it is surest of: how fast the error falls, ensemble vs mean member."""
+        if self.report.selective is None:
+            yield Static(Text(NOT_IN_RUN["selective"]), classes="empty")
+            return
+        yield SelectiveTable(self.report.selective, id="selective-table")
+        yield RiskCoveragePlot(self.report.selective, id="risk-coverage")
+
+    def _shift(self) -> ComposeResult:
+        """Accuracy and ECE as the corruptions grow stronger, then each corruption's numbers."""
+        shift = self.report.shift
+        if shift is None:
+            yield Static(Text(NOT_IN_RUN["shift"]), classes="empty")
+            return
+        with VerticalScroll():
+            yield Static(headline(shift), id="shift-headline")
+            with Horizontal(classes="plot-pair"):
+                yield ShiftPlot(shift, "accuracy", id="shift-accuracy")
+                yield ShiftPlot(shift, "ece", id="shift-ece")
+            yield ShiftTable(shift, id="shift-table")
+
+    def _diversity(self) -> ComposeResult:
+        """How differently the members answer, then the ensemble per class and its confusion matrix."""
+        report = self.report
+        with VerticalScroll():
+            if report.diversity is not None:
+                yield DiversityPanel(report.diversity, id="diversity-panel")
+            else:
+                yield Static(Text(NOT_IN_RUN["diversity"]), classes="empty")
+            if report.per_class is not None:
+                with Grid(id="classes-grid"):
+                    yield ClassTable(report.per_class, id="class-table")
+                    yield ConfusionTable(report.per_class, id="confusion")
+            else:
+                yield Static(Text(NOT_IN_RUN["per_class"]), classes="empty")
 
     def on_mount(self) -> None:
         self._fit_grids()
@@ -104,12 +207,15 @@ class ReportScreen(Screen[None]):
         self._fit_grids()
 
     def _fit_grids(self) -> None:
-        """As many image cards per row as fit; OOD histograms side by side on wide terminals."""
+        """As many image cards per row as fit; histograms and class tables side by side when wide."""
         width = self.size.width
         for grid in self.query("#inputs-grid").results(Grid):
             grid.styles.grid_size_columns = max(1, (width - 4) // CARD_WIDTH)
         for grid in self.query("#ood-grid").results(Grid):
             grid.styles.grid_size_columns = 2 if width >= WIDE_COLUMNS else 1
+        for grid in self.query("#classes-grid").results(Grid):
+            grid.styles.grid_size_columns = 2 if width >= SIDE_BY_SIDE else 1
+        self.set_class(width < NARROW_TABS, "-narrow-tabs")
 
     def _title(self) -> Text:
         report = self.report
@@ -121,7 +227,7 @@ class ReportScreen(Screen[None]):
     # ------------------------------------------------------------------ actions
 
     def action_tab(self, tab: str) -> None:
-        """Switch to one of the five tabs."""
+        """Switch to one of the eight tabs."""
         self.query_one(TabbedContent).active = tab
 
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -149,7 +255,27 @@ class ReportScreen(Screen[None]):
             self.notify(path, title="Run folder (path copied)")
 
     def action_export(self) -> None:
-        """Save this screen as SVG next to report.md and report.json, and say where all three are."""
+        """Save this screen as SVG, then (re)draw the figures and report.html next to report.md and report.json."""
         svg = self.app.save_screenshot(filename="report.svg", path=str(self.run_dir))
-        names = [Path(svg).name] + [n for n in ("report.md", "report.json") if (self.run_dir / n).exists()]
-        self.notify(f"{self.run_dir}/: " + ", ".join(names), title="Exported")
+        self.notify("drawing the figures and report.html …", title="Exporting")
+        self.draw_figures(Path(svg).name)
+
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False, description="figures")
+    def draw_figures(self, svg: str) -> None:
+        """figures/*.png and report.html from the report on screen (matplotlib, in a thread: it takes seconds)."""
+        # Imported here: matplotlib takes about a second to load, and only exporting needs it.
+        from engine.figures import draw_figures
+        from engine.report_html import write_html
+
+        folder = RunFolder(self.run_dir)
+        figures = draw_figures(folder, self.report)
+        write_html(folder, self.report, figures)
+        names = [svg, folder.report_html.name, f"figures/ ({len(figures)} PNG)"]
+        names += [p.name for p in (folder.report_md, folder.report_json) if p.exists()]
+        self.app.call_from_thread(self.notify, f"{self.run_dir}/: " + ", ".join(names), title="Exported")
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A failed export (a read-only folder, say) is said on screen, in one line."""
+        if event.worker.group == "export" and event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.notify(f"{type(error).__name__}: {error}", title="Export failed", severity="error")

@@ -46,11 +46,16 @@ class PathSuggester(Suggester):
         return value + names[0][len(prefix):] if names else None
 
 
+SCORABLE = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".npy")
+"""What `ens-tui predict` reads (engine.imagefolder.IMAGE_SUFFIXES and arrays); the tree shows only these."""
+
+
 class VisibleTree(DirectoryTree):
-    """The working folder without its hidden entries (.git, .venv, caches)."""
+    """The working folder's sub-folders and the files predict can read; hidden entries (.git, .venv) left out."""
 
     def filter_paths(self, paths: Iterable[Path]) -> Iterable[Path]:
-        return [path for path in paths if not path.name.startswith(".")]
+        return [path for path in paths if not path.name.startswith(".")
+                and (path.is_dir() or path.suffix.lower() in SCORABLE)]
 
 
 class PredictPane(Vertical):
@@ -94,7 +99,7 @@ class PredictPane(Vertical):
     @work(thread=True, exclusive=True, group="predict", exit_on_error=False, description="predict")
     def predict(self, path: str) -> None:
         """Score `path` in an engine process; the cards replace the previous ones when it answers."""
-        self.app.call_from_thread(self._status, Text(f"predicting {path} …", style="dim"))
+        self.app.call_from_thread(self._begin, path)
         command = [sys.executable, "-m", "engine.predict", str(self.run_dir), path, "--format", "json",
                    "--thumbnails"]
         done = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
@@ -107,6 +112,11 @@ class PredictPane(Vertical):
             self.app.call_from_thread(self._status, status)
             return
         self.app.call_from_thread(self._show, path, json.loads(done.stdout), skipped)
+
+    def _begin(self, path: str) -> None:
+        """A new question: the previous answers go, so they are never mistaken for this one's."""
+        self.query_one("#predict-results", VerticalScroll).remove_children()
+        self._status(Text(f"predicting {path} …", style="dim"))
 
     def _status(self, text: Text) -> None:
         self.query_one("#predict-status", Static).update(text)
