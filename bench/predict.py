@@ -110,7 +110,7 @@ def in_process(run: Path, pngs: Path, repeats: int) -> dict[str, Any]:
     ensemble = Ensemble.load(run)
     load = time.perf_counter() - start
     skipped: list[str] = []
-    items = read_inputs([str(pngs)], 1, skipped)
+    items = read_inputs([str(pngs)], skipped)
     images = [item.image for item in items]
     stacked = torch.from_numpy(np.stack(images))
     first = timed(lambda: ensemble.predict_images(images), 1)[0]
@@ -118,7 +118,7 @@ def in_process(run: Path, pngs: Path, repeats: int) -> dict[str, Any]:
     def pooled() -> None:
         files = sorted(pngs.iterdir())
         with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda f: read_inputs([str(f)], 1, skipped), files))
+            list(pool.map(lambda f: read_inputs([str(f)], skipped), files))
 
     prepared = ensemble.module.prepare(stacked)
     contiguous = [copy.deepcopy(m).to(memory_format=torch.contiguous_format) for m in ensemble.module.members]
@@ -155,7 +155,7 @@ def in_process(run: Path, pngs: Path, repeats: int) -> dict[str, Any]:
         "load_s": load,
         "beside_one_multithreaded_torch_process": beside(cores, 1),
         "beside_single_threaded_torch_processes": beside(1, cores),
-        "read_files_s": timed(lambda: read_inputs([str(pngs)], 1, skipped), repeats),
+        "read_files_s": timed(lambda: read_inputs([str(pngs)], skipped), repeats),
         "read_files_4_threads_s": timed(pooled, repeats),
         "predict_images_first_call_s": first,
         "predict_images_s": timed(lambda: ensemble.predict_images(images), repeats),

@@ -90,7 +90,7 @@ class EnsembleModule(nn.Module):
     """
 
     def __init__(self, members: Sequence[nn.Module], channels: int, height: int, width: int, mean: float,
-                 std: float, temperature: float = 1.0) -> None:
+                 std: float, temperature: float = 1.0, class_names: Sequence[str] = ()) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
         self.channels = channels
@@ -99,6 +99,8 @@ class EnsembleModule(nn.Module):
         self.mean = mean
         self.std = std
         self.temperature = temperature
+        self.class_names: list[str] = list(class_names)
+        """Class k's name: an exported file carries them, so plain-torch users need not guess."""
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         """Raw images → what the members were trained on (float32, as the members' weights are)."""
@@ -231,7 +233,7 @@ class Ensemble:
                 scale = report.calibration.temperature
             elif report.calibration.thresholds_before is not None:
                 thresholds = report.calibration.thresholds_before
-        module = EnsembleModule(models, spec.channels, spec.height, spec.width, spec.mean, spec.std, scale)
+        module = EnsembleModule(models, spec.channels, spec.height, spec.width, spec.mean, spec.std, scale, classes)
         return cls(module, members, classes, thresholds.model_dump(), dev, folder.path)
 
     @property

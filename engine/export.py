@@ -79,7 +79,7 @@ def torchscript(ensemble: Ensemble) -> tuple[torch.jit.ScriptModule, str]:
             example = module.prepare(torch.zeros((2, c, h, w), dtype=torch.uint8))
             traced = [torch.jit.trace(member, example) for member in module.members]
             wrapper = EnsembleModule(traced, module.channels, module.height, module.width, module.mean, module.std,
-                                     module.temperature)
+                                     module.temperature, module.class_names)
             return torch.jit.script(wrapper), "members traced on a (2, C, H, W) example; the conversion is scripted"
         except Exception as err:
             raise ExportError(f"TorchScript cannot hold this model: scripting failed ({scripting}) and so did "
@@ -105,7 +105,7 @@ def write_torchscript(ensemble: Ensemble, path: Path) -> Written:
         atomic_write_bytes(path, buffer.getvalue())
         loaded = torch.jit.load(str(path))
     usage = (f"torch.jit.load({str(path)!r})(images), images uint8 (N, C, H, W) of any size and 1–4 channels "
-             "→ (probabilities, entropy, mutual information)")
+             "→ (probabilities, entropy, mutual information); its .class_names name the classes")
     return Written(f"TorchScript, {how}", usage, lambda images: tuple(t.numpy() for t in loaded(images)))
 
 
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{PROG}: the exported module answers differently from the ensemble (by {gap:.2g} > {TOLERANCE:g}); "
                   "nothing written", file=sys.stderr)
             return 2
-        checked = f"; matches Ensemble.predict within {gap:.1g}"
+        checked = f"; matches Ensemble.predict within {gap:.1g}" + (" (identical)" if gap == 0 else "")
     scaled = f"; temperature {ensemble.temperature:.3g} inside" if ensemble.temperature != 1.0 else ""
     print(f"wrote {out} ({written.how}, {len(ensemble.members)} members{checked}{scaled})")
     print(f"use: {written.usage}")

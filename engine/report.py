@@ -200,12 +200,9 @@ def _shift_points(corruption: str, severity: int, probs: np.ndarray, labels: np.
     ensemble = ShiftPoint(corruption=corruption, severity=severity, accuracy=U.accuracy(mean, labels),
                           nll=U.nll(mean, labels), ece=U.ece(mean, labels), entropy=float(parts["entropy"].mean()),
                           mutual_information=float(parts["mutual_information"].mean()))
-    member = ShiftPoint(
-        corruption=corruption, severity=severity,
-        accuracy=float(np.mean([U.accuracy(p, labels) for p in probs])),
-        nll=float(np.mean([U.nll(p, labels) for p in probs])), ece=float(np.mean([U.ece(p, labels) for p in probs])),
-        entropy=float(U.entropy(probs).mean()), mutual_information=0.0,
-    )
+    each = U.member_figures(probs, labels)
+    member = ShiftPoint(corruption=corruption, severity=severity, mutual_information=0.0,
+                        **{k: float(v.mean()) for k, v in each.items()})
     return ensemble, member
 
 

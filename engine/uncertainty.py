@@ -93,6 +93,21 @@ def ece(p: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
     return float(np.abs(right - sure).sum() / max(len(labels), 1))
 
 
+def member_figures(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict[str, np.ndarray]:
+    """Accuracy, NLL, ECE and mean entropy of each of M members at once, (M,) each (what `ece` and `nll` give
+    one by one, in one pass over the (M, N, K) array)."""
+    m, n, _ = probs.shape
+    confidence = probs.max(axis=2)
+    right = (probs.argmax(axis=2) == labels).astype(np.float64)
+    picked = np.take_along_axis(probs, labels[None, :, None], axis=2)[..., 0]
+    index = np.clip(np.digitize(confidence, np.linspace(0.0, 1.0, bins + 1)[1:-1], right=True), 0, bins - 1)
+    index = index + bins * np.arange(m)[:, None]
+    gap = np.abs(np.bincount(index.ravel(), weights=right.ravel(), minlength=m * bins)
+                 - np.bincount(index.ravel(), weights=confidence.ravel(), minlength=m * bins))
+    return {"accuracy": right.mean(axis=1), "nll": -np.log(np.clip(picked, EPS, 1.0)).mean(axis=1),
+            "ece": gap.reshape(m, bins).sum(axis=1) / max(n, 1), "entropy": entropy(probs).mean(axis=1)}
+
+
 def scores(p: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """The four headline metrics of one predictive distribution."""
     return {"accuracy": accuracy(p, labels), "nll": nll(p, labels), "brier": brier(p, labels), "ece": ece(p, labels)}

@@ -68,6 +68,7 @@ try:
 except ModuleNotFoundError:
     pass
 model = torch.jit.load({str(path)!r})
+assert model.class_names == {ensemble.class_names!r}, model.class_names
 images = torch.load("images.pt")
 torch.save({{k: [t.numpy() for t in model(v)] for k, v in images.items()}}, "answers.pt")
 """

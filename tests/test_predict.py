@@ -120,6 +120,12 @@ def test_table_csv_and_out_file(run: Path, digits: np.ndarray, tmp_path: Path,
     assert list(rows[0]) == list(FIELDS)
     assert len(rows[0]["member_predictions"].split(";")) == 3
 
+    # Without --format, the file's suffix says which; a 3-D array is a stack of grayscale images, one row each.
+    np.save(tmp_path / "three.npy", digits[:3])
+    status, _, _ = predict_here(run, str(tmp_path / "three.npy"), "--out", str(tmp_path / "answers.json"),
+                                capsys=capsys)
+    assert status == 0 and len(json.loads((tmp_path / "answers.json").read_text())) == 3
+
 
 def test_what_cannot_be_read_is_named_and_skipped(run: Path, digits: np.ndarray, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
@@ -204,9 +210,10 @@ def test_the_api_answers_with_shapes_and_verdicts_from_the_runs_thresholds(ensem
         ensemble.predict(np.full((1, 28, 28), 255.0, dtype=np.float32))
 
 
-def test_the_runs_own_test_images_reproduce_its_reported_accuracy(ensemble: Ensemble, run: Path) -> None:
+def test_the_runs_own_test_images_reproduce_its_reported_accuracy(run: Path) -> None:
     saved = load_predictions(RunFolder(run).predictions)
-    out = ensemble.predict(saved["images"])  # [0, 1] floats, de-normalised by the run
+    as_trained = Ensemble.load(run, temperature=False)  # the saved probabilities are the members' own
+    out = as_trained.predict(saved["images"])  # [0, 1] floats, de-normalised by the run
     np.testing.assert_allclose(out.member_probs, saved["sets"]["test"], atol=1e-5)
     accuracy = float((out.prediction == saved["labels"]).mean())
     assert accuracy == pytest.approx(Report.read(RunFolder(run).report_json).ensemble.accuracy)

@@ -48,6 +48,18 @@ def torchmetrics_ce(p: np.ndarray, labels: np.ndarray, norm: str) -> float:
 # --------------------------------------------------------------------------- scores and calibration
 
 
+def test_member_figures_in_one_pass_are_each_members_own() -> None:
+    rng = np.random.default_rng(12)
+    probs = dirichlet(rng, 3, 400, 6)
+    labels = rng.integers(0, 6, 400)
+    each = U.member_figures(probs, labels)
+    for m, p in enumerate(probs):
+        assert each["accuracy"][m] == U.accuracy(p, labels)
+        assert each["nll"][m] == pytest.approx(log_loss(labels, p, labels=range(6)), rel=1e-12)
+        assert each["ece"][m] == pytest.approx(torchmetrics_ce(p, labels, "l1"), abs=TORCHMETRICS_ATOL)
+        assert each["entropy"][m] == pytest.approx(U.entropy(p).mean(), rel=1e-12)
+
+
 def test_nll_and_brier_agree_with_scikit_learn() -> None:
     rng = np.random.default_rng(0)
     p = dirichlet(rng, 500, 7)
