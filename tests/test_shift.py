@@ -6,6 +6,7 @@ Corruptions are checked on real handwritten digits (scikit-learn's), as the repo
 from __future__ import annotations
 
 import io
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,7 @@ from engine.rank import RankContext
 from engine.report import main as rescore
 from engine.reporter import Reporter, Sink
 from engine.run_folder import RunFolder
-from engine.shift import corrupt, warp
+from engine.shift import blur, corrupt, warp
 from engine.strategies import sequential
 from engine.worker import finish
 from tests.conftest import REPO
@@ -66,6 +67,14 @@ def test_random_corruptions_draw_anew_for_another_seed(digits: torch.Tensor) -> 
     for corruption in ("gaussian_noise", "shot_noise", "impulse_noise", "motion_blur", "rotation", "translation",
                        "elastic"):
         assert not torch.equal(corrupt(digits, corruption, 3, seed=0), corrupt(digits, corruption, 3, seed=1))
+
+
+@pytest.mark.parametrize(("shape", "sigma"), [((3, 3, 20, 24), 1.3), ((3, 1, 28, 28), 4.0), ((3, 1, 5, 9), 2.0)])
+def test_the_matrix_blur_is_torchvisions_gaussian_blur(shape: tuple[int, ...], sigma: float) -> None:
+    images = torch.rand(shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    kernel = [min(2 * math.ceil(3 * sigma) + 1, 2 * side - 1) for side in (shape[3], shape[2])]  # [x, y]
+    torch.testing.assert_close(blur(images, sigma), TF.gaussian_blur(images, kernel, [sigma, sigma]), rtol=0,
+                               atol=1e-12)
 
 
 def test_the_batched_elastic_warp_is_torchvisions_image_by_image() -> None:
