@@ -18,7 +18,7 @@ from engine import ood as O
 from engine import selective as S
 from engine import uncertainty as U
 from engine.atomic import atomic_write_bytes
-from engine.config import OOD_SCORES, ConfigError, load_config
+from engine.config import OOD_SCORES, ConfigError, ReportConfig, load_config
 from engine.predictions import load_predictions
 from engine.report_model import (
     Calibration,
@@ -51,6 +51,10 @@ CLEAN = "clean"
 """The shift section's name for the uncorrupted sample (severity 0)."""
 
 
+class NoEnsemble(ValueError):
+    """Every member diverged, so there is nothing to score: the run's failure, said in one line."""
+
+
 def build_report(pred: dict[str, Any], ood_scores: Sequence[str] = OOD_SCORES) -> Report:
     """Every figure of the report, computed from a predictions payload (engine.predictions).
 
@@ -64,7 +68,8 @@ def build_report(pred: dict[str, Any], ood_scores: Sequence[str] = OOD_SCORES) -
     sets: dict[str, np.ndarray] = pred["sets"]
     keep = [k for k, m in enumerate(members) if m not in diverged]
     if not keep:
-        raise ValueError("every member diverged: there is no ensemble to score")
+        raise NoEnsemble("every member diverged (its training loss went non-finite): there is no ensemble to score; "
+                         "lower the learning rate and train again")
     test = sets["test"][keep]
     mean = U.ensemble_mean(test)
     parts = U.decompose(test)
@@ -403,6 +408,22 @@ def write_report(run_dir: Path, report: Report, title: str) -> tuple[Path, Path]
     return folder.report_json, folder.report_md
 
 
+def publish(folder: RunFolder, payload: dict[str, Any], settings: ReportConfig) -> Report:
+    """Score a predictions payload and write everything the report is: report.json, report.md, figures, report.html."""
+    report = build_report(payload, settings.ood_scores)
+    title = f"Uncertainty report — {folder.name}"
+    if settings.figures:
+        from engine.figures import draw_figures
+        from engine.report_html import write_html
+
+        report = report.model_copy(update={"figures": draw_figures(folder, report, payload)})
+        write_report(folder.path, report, title)
+        write_html(folder, report, title=title)
+    else:
+        write_report(folder.path, report, title)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     """Re-score a run folder from its predictions.pt, with the OOD scores its config names."""
     parser = OneLineParser(prog="python -m engine.report", description=__doc__)
@@ -412,20 +433,20 @@ def main(argv: list[str] | None = None) -> int:
     if not folder.predictions.exists():
         print(f"{folder.predictions}: no predictions; is {args.run_dir} a finished run?", file=sys.stderr)
         return 2
-    scores: Sequence[str] = OOD_SCORES
+    settings = ReportConfig()
     if folder.config.is_file():
         try:
-            scores = load_config(folder.config).report.ood_scores
+            settings = load_config(folder.config).report
         except ConfigError as err:
             print(str(err).splitlines()[0], file=sys.stderr)
             return 2
     try:
-        report = build_report(load_predictions(folder.predictions), scores)
+        report = publish(folder, load_predictions(folder.predictions), settings)
     except ValueError as err:
         print(f"{folder.path}: {err}", file=sys.stderr)
         return 2
-    json_path, md_path = write_report(folder.path, report, f"Uncertainty report — {folder.name}")
-    print(f"wrote {json_path} and {md_path.name}")
+    extra = f", report.html and {len(report.figures)} figures" if report.figures else ""
+    print(f"wrote {folder.report_json} and {folder.report_md.name}{extra}")
     return 0
 
 

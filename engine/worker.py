@@ -22,7 +22,7 @@ from engine.events import ENDPOINT_ENV, TOKEN_ENV
 from engine.placement import announced_members, placement_warning, ranks_on_host
 from engine.predictions import probabilities, save_predictions
 from engine.rank import Outcome, RankContext, resolve_device
-from engine.report import build_report, write_report
+from engine.report import NoEnsemble, publish
 from engine.reporter import Reporter, UtilSampler, connect_sink, hello
 from engine.run_folder import RunFolder
 from engine.threads import set_compute_mode
@@ -67,11 +67,10 @@ def finish(ctx: RankContext, outcome: Outcome) -> None:
     folder = RunFolder(ctx.run_dir)
     save_predictions(folder.predictions, payload)
     ctx.reporter.send(ev.PredictionsSaved(path=str(folder.predictions), members=members))
-    report = build_report(payload)
-    json_path, md_path = write_report(folder.path, report, f"Uncertainty report — {folder.name}")
+    report = publish(folder, payload, ctx.config.report)
     ctx.reporter.send(
         ev.ReportSaved(
-            json_path=str(json_path), md_path=str(md_path), accuracy=report.ensemble.accuracy,
+            json_path=str(folder.report_json), md_path=str(folder.report_md), accuracy=report.ensemble.accuracy,
             nll=report.ensemble.nll, ece=report.ensemble.ece,
             mutual_information=report.uncertainty.mutual_information,
         )
@@ -127,7 +126,10 @@ def main(argv: list[str] | None = None) -> int:
                 devices = config.parallel.rank_devices()
                 hello(reporter, os.environ.get(TOKEN_ENV, ""), comm.Get_size(), devices[comm.Get_rank() % len(devices)],
                       config.parallel.strategy, [], config.parallel.threads_per_rank)
-            reporter.send(ev.Error(message=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()))
+            if isinstance(err, NoEnsemble):  # the run's outcome, not a bug: one line, no traceback
+                reporter.send(ev.Error(message=str(err)))
+            else:
+                reporter.send(ev.Error(message=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()))
         except OSError:
             pass
         raise

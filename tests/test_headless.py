@@ -110,3 +110,14 @@ def test_ctrl_c_interrupts_every_rank(tmp_path: Path, cli_env: dict[str, str]) -
     info = json.loads(folder.info.read_text())
     assert info["status"] == "interrupted"
     assert_no_process_left(pids + [info["pid"]])
+
+
+def test_a_run_whose_every_member_diverges_fails_in_one_line(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    config = tmp_path / "hot.toml"
+    config.write_text((REPO / "configs/quick-digits.toml").read_text().replace("lr = 0.05", "lr = 1e6"))
+    proc = ens_tui("--run-config", str(config), "--epochs", "1", "--members", "2", "--limit", "200",
+                   "--output-dir", str(tmp_path / "runs"), env=cli_env)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out
+    assert "every member diverged" in out and "lower the learning rate" in out
+    assert "Traceback" not in out
