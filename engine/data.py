@@ -418,7 +418,7 @@ def load_splits(config: DataConfig, seed: int) -> Splits:
         raise DataError(f"{where}: no training images left after the validation split (val_fraction "
                         f"{config.val_fraction}); lower val_fraction or add images")
     mean, std = float(x_train.mean()), float(x_train.std())
-    if not std > 0:  # also NaN
+    if not std > 1e-6:  # pixels in [0, 1]: below this it is float round-off of a constant (and NaN fails too)
         raise DataError(f"{where}: every training pixel has the same value ({mean:g}); there is nothing to learn "
                         "(blank images?)")
     norm = lambda x: (x - mean) / std  # noqa: E731

@@ -27,11 +27,11 @@ def test_every_preset_loads_and_the_seed_setups_are_there() -> None:
     for setup in ("cpu2", "gpu2", "cpu2-gpu1"):
         for strategy in ("local", "broadcast", "sequential"):
             assert f"seed-{setup}-{strategy}" in names
-    assert "quick-digits" in names
+    assert {"quick-digits", "ub-mnist-lenet5-x10", "ub-fashion-mnist-lenet5-x10"} <= names
     for path in PRESETS:
         config = load_config(path)
         assert config.name == path.stem
-        assert config.data.dataset in ("digits", "mnist")
+        assert config.data.dataset in ("digits", "mnist", "fashion-mnist")
 
 
 def test_the_seed_mixed_setup_has_three_ranks_and_sequential_runs_one() -> None:
