@@ -32,6 +32,8 @@ CORRUPTIONS: tuple[str, ...] = get_args(Corruption)
 OOD_SCORES: tuple[str, ...] = get_args(OodScore)
 FILE_KINDS = ("imagefolder", "npz")
 """Your own data, read from `root` (a folder of class folders, or one .npz file)."""
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+"""What an image folder and `ens-tui predict` read as images (any case)."""
 TORCHVISION = "torchvision:"
 """Prefix of a torchvision dataset class (`torchvision:SVHN`) or model builder (`torchvision:resnet18`)."""
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"

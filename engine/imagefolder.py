@@ -24,12 +24,11 @@ import torch
 from PIL import Image
 
 from engine import image_cache
+from engine.config import IMAGE_SUFFIXES
 from engine.data import DataError
 from engine.inputs import conform
 from engine.seeding import derive_seed
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-"""What training and `ens-tui predict` read as images (any case)."""
 PATTERN = "*." + "|".join(s[1:] for s in IMAGE_SUFFIXES)
 LAYOUT = f"train/<class>/{PATTERN}"
 EXPECTED = "expected " + ", ".join(IMAGE_SUFFIXES) + " files"

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from engine.config import IMAGE_SUFFIXES
 from engine.usage import OneLineParser
 
 if TYPE_CHECKING:
@@ -119,8 +120,6 @@ def _array_file(path: Path, name: str) -> list[Item]:
 
 def _expand(given: str) -> Iterator[tuple[str, Path] | Unreadable]:
     """The files one INPUT names: itself, or a folder's image files and arrays, directly inside, by name."""
-    from engine.imagefolder import IMAGE_SUFFIXES
-
     path = Path(given)
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in (*IMAGE_SUFFIXES, ".npy") and p.is_file())

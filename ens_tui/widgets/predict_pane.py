@@ -21,6 +21,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.suggester import Suggester
 from textual.widgets import DirectoryTree, Input, Static
 
+from engine.config import IMAGE_SUFFIXES
 from ens_tui.widgets.prediction_card import VERDICT_STYLE, PredictionCard
 
 MAX_CARDS = 48
@@ -46,8 +47,8 @@ class PathSuggester(Suggester):
         return value + names[0][len(prefix):] if names else None
 
 
-SCORABLE = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".npy")
-"""What `ens-tui predict` reads (engine.imagefolder.IMAGE_SUFFIXES and arrays); the tree shows only these."""
+SCORABLE = (*IMAGE_SUFFIXES, ".npy")
+"""What `ens-tui predict` reads; the tree shows only these (and folders)."""
 
 
 class VisibleTree(DirectoryTree):
