@@ -194,5 +194,6 @@ def run_headless(config: RunConfig, *, mpiexec: str | None = None, console: Cons
         return EXIT_FAILED
     if report is not None:
         console.print(report_summary(report))
-    console.print(f"finished in {done.seconds:.1f}s · report: {folder.report_md}", highlight=False)
+    page = f" · {folder.report_html.name} ({len(report.figures)} figures)" if report and report.figures else ""
+    console.print(f"finished in {done.seconds:.1f}s · report: {folder.report_md}{page}", highlight=False)
     return EXIT_OK
