@@ -195,5 +195,5 @@ def run_headless(config: RunConfig, *, mpiexec: str | None = None, console: Cons
     if report is not None:
         console.print(report_summary(report))
     page = f" · {folder.report_html.name} ({len(report.figures)} figures)" if report and report.figures else ""
-    console.print(f"finished in {done.seconds:.1f}s · report: {folder.report_md}{page}", highlight=False)
+    console.print(f"finished in {done.seconds:.1f}s · report: {folder.report_md}{page}", highlight=False, soft_wrap=True)
     return EXIT_OK
