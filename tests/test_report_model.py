@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,18 @@ def test_reading_a_report_needs_neither_torch_nor_numpy() -> None:
             f"Report.read({str(RECORDED_REPORT)!r}); print(sorted({{'torch', 'numpy'}} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_report_files_get_the_users_usual_permissions(tmp_path: Path) -> None:
+    """report.json and report.md are ordinary files (mkstemp's owner-only 0600 is for secrets, and they hold none)."""
+    from engine.atomic import FILE_MODE
+
+    report = Report.read(RECORDED_REPORT)
+    for path in write_report(tmp_path, report, "t"):
+        assert path.stat().st_mode & 0o777 == FILE_MODE == 0o666 & ~_umask_now()
+
+
+def _umask_now() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
