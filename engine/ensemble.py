@@ -174,8 +174,10 @@ class Ensemble:
     """
 
     def __init__(self, module: EnsembleModule, members: list[int], class_names: list[str],
-                 thresholds: dict[str, float], device: torch.device, run: Path) -> None:
+                 thresholds: dict[str, float], device: torch.device, run: Path, calibrated_on: int = 0) -> None:
         self.module = module.to(device).eval()
+        self.calibrated_on = calibrated_on
+        """Test inputs the verdict thresholds were measured on (few make the verdicts coarse)."""
         self.members = members
         self.class_names = class_names
         self.thresholds = thresholds
@@ -234,7 +236,7 @@ class Ensemble:
             elif report.calibration.thresholds_before is not None:
                 thresholds = report.calibration.thresholds_before
         module = EnsembleModule(models, spec.channels, spec.height, spec.width, spec.mean, spec.std, scale, classes)
-        return cls(module, members, classes, thresholds.model_dump(), dev, folder.path)
+        return cls(module, members, classes, thresholds.model_dump(), dev, folder.path, report.test_size)
 
     @property
     def temperature(self) -> float:

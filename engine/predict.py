@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from engine.ensemble import PredictionResult
 
 PROG = "ens-tui predict"
+FEW_TEST_INPUTS = 200
+"""Below this many test inputs, the 95 % / 5 % quantiles behind the verdicts rest on a handful of inputs."""
 FORMATS = ("table", "json", "csv")
 FIELDS = ("input", "prediction", "class_index", "probability", "entropy", "aleatoric", "mutual_information",
           "member_predictions", "verdict")
@@ -320,6 +322,9 @@ def _predict(args: argparse.Namespace) -> int:
           f"{time.perf_counter() - started:.2f} s: " + ", ".join(f"{n} {v}" for v, n in counts.items())
           + (f"; {len(skipped)} skipped" if skipped else "") + (f"; wrote {args.out}" if args.out else ""),
           file=sys.stderr)
+    if ensemble.calibrated_on < FEW_TEST_INPUTS:
+        print(f"{PROG}: note: the verdict levels come from only {ensemble.calibrated_on} test inputs of the run; "
+              "treat the verdicts as rough", file=sys.stderr)
     return 0
 
 

@@ -95,6 +95,7 @@ def test_files_a_folder_and_an_array_score_as_the_python_api_does(
         assert r["verdict"] == want.verdict[k]
         np.testing.assert_allclose(r["probabilities"], want.probs[k], rtol=0, atol=1e-6)
     assert "3 member(s)" in done.stderr
+    assert "verdict levels come from only 75 test inputs" in done.stderr, "a small run's verdicts are flagged rough"
 
 
 def predict_here(run: Path, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
