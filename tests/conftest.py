@@ -96,3 +96,14 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert done.returncode == 0, done.stdout + done.stderr
     (folder,) = runs.iterdir()
     return folder
+
+
+@pytest.fixture
+def float64() -> object:
+    """Models and data in float64 for the duration of one test: where numeric comparisons hold on any CPU."""
+    import torch
+
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(before)

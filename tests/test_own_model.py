@@ -258,14 +258,6 @@ class Quiet:
     def on_member_done(self, *args: object) -> None: ...
 
 
-@pytest.fixture
-def float64() -> object:
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
-
-
 def test_a_model_that_flattens_with_view_keeps_the_default_layout(tmp_path: Path, importable: Any,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Channels-last (the CPU default) would make Net's `view` fail: Net stays contiguous, BNNet goes channels-last."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -25,14 +24,6 @@ from engine.run_folder import RunFolder
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.mpi, pytest.mark.timeout(180)]
-
-
-@pytest.fixture(scope="module")
-def env() -> dict[str, str]:
-    environ = dict(os.environ)
-    environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{environ.get('PATH', '')}"
-    environ["COLUMNS"] = "160"
-    return environ
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +50,7 @@ def predict(run: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedP
 
 
 def test_files_a_folder_and_an_array_score_as_the_python_api_does(
-        run: Path, ensemble: Ensemble, digits: np.ndarray, tmp_path: Path, env: dict[str, str]) -> None:
+        run: Path, ensemble: Ensemble, digits: np.ndarray, tmp_path: Path, cli_env: dict[str, str]) -> None:
     folder = tmp_path / "scans"
     folder.mkdir()
     for i in range(3):
@@ -72,7 +63,7 @@ def test_files_a_folder_and_an_array_score_as_the_python_api_does(
     Image.fromarray(digits[7]).convert("LA").save(tmp_path / "with-alpha.png")
 
     done = predict(run, str(tmp_path / "single.bmp"), str(folder), str(tmp_path / "batch.npy"),
-                   str(tmp_path / "photo.jpg"), str(tmp_path / "with-alpha.png"), "--format", "json", env=env)
+                   str(tmp_path / "photo.jpg"), str(tmp_path / "with-alpha.png"), "--format", "json", env=cli_env)
 
     assert done.returncode == 0, done.stderr
     records = json.loads(done.stdout)
@@ -154,8 +145,8 @@ def test_what_cannot_be_read_is_named_and_skipped(run: Path, digits: np.ndarray,
 
 
 def test_a_folder_that_is_no_finished_run_is_refused_in_one_line(
-        run: Path, tmp_path: Path, env: dict[str, str]) -> None:
-    done = predict(tmp_path, str(tmp_path), env=env)
+        run: Path, tmp_path: Path, cli_env: dict[str, str]) -> None:
+    done = predict(tmp_path, str(tmp_path), env=cli_env)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.splitlines() == [f"ens-tui predict: {tmp_path}: not a run folder (expected config.toml and "
                                         "run.json inside)"]

@@ -74,15 +74,6 @@ def relative_gap(a: torch.nn.Module, b: torch.nn.Module) -> float:
     return float((va - vb).norm() / va.norm())
 
 
-@pytest.fixture
-def float64() -> object:
-    """Models and data in float64 for the duration of one test."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(before)
-
-
 def train(cfg: RunConfig, members: list, batches: LocalBatches, hooks: object, stepper=OneByOne) -> None:  # noqa: ANN001
     Trainer(cfg, batches, hooks, stepper=stepper).train(members)
 
