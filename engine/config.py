@@ -195,6 +195,9 @@ class ParallelConfig(_Section):
     deterministic: bool = False
     """Every strategy uses the same per-member thread count and deterministic kernels, so members are
     bit-identical across strategies (slower where it lowers threads)."""
+    stall_timeout_s: float = Field(120.0, ge=5.0, le=86400.0)
+    """A rank that sends nothing (steps and resource samples arrive every second or so) for this long is
+    declared stalled, and the run fails instead of hanging."""
 
     @property
     def world_size(self) -> int:

@@ -165,6 +165,7 @@ class Launcher:
                 atomic_write_text(folder.config, saved_config)  # nothing ran: a resumed run keeps its config
             self._forget_new_run_dir()
             raise LaunchError(f"cannot start {mpiexec}: {err.strerror}") from None
+        self.server.spawner_pid = self.proc.pid
         self._events = EventLog(self.run_dir)
         self.status = "running"
         resumes = read_run_info(self.run_dir).get("resumes", -1) + 1 if self._given_run_dir else 0

@@ -34,6 +34,8 @@ class EventServer:
         self.queue: asyncio.Queue[ev.Event | Disconnected] = asyncio.Queue()
         self.dropped: Counter[str] = Counter()
         self.connected: set[int] = set()
+        self.spawner_pid: int | None = None
+        """mpiexec's pid once it runs: a hello from this machine must come from one of its descendants."""
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
