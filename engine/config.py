@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import difflib
 import re
+import shlex
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from annotated_types import Ge, Gt, Le, Lt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 # The allowed values, each spelled once; tuples that code needs are derived from them.
 Dataset = Literal["digits", "mnist", "fashion-mnist", "kmnist", "cifar10", "synthetic"]
@@ -58,18 +61,35 @@ def split_source(spec: str) -> tuple[str, str]:
 
 
 class ConfigError(ValueError):
-    """A config that cannot run; the message is one line meant for the user."""
+    """A config that cannot run: one line per problem, meant for the user (all of a file's at once)."""
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__("\n".join(lines))
+        self.lines: tuple[str, ...] = lines
+
+
+def _no_nul(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("must not contain a NUL byte (\\0)")
+    return value
+
+
+PathText = Annotated[str, AfterValidator(_no_nul)]
+"""A file or folder name: the OS refuses NUL bytes, so the config does first (one line, not a traceback)."""
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+    # Strict: TOML is typed, so `members = true` or `"4"` is a mistake to name, not a value to coerce
+    # (an int is still a valid float); no inf or nan either.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True, strict=True,
+                              allow_inf_nan=False)
 
 
 class DataConfig(_Section):
     dataset: str = "digits"
     """Training data: a named set (`digits` is scikit-learn's bundled set and needs no download), your own
     `imagefolder` or `npz` at `root`, or any `torchvision:NAME` dataset class."""
-    root: str = "data"
+    root: PathText = "data"
     """torchvision root holding `<Dataset>/raw/…`; for imagefolder the folder holding `train/<class>/…`
     (and optionally `test/<class>/…`); for npz the .npz file."""
     image_size: list[int] | None = Field(None, min_length=2, max_length=2)
@@ -86,7 +106,7 @@ class DataConfig(_Section):
     """Share of the training split held out for per-epoch validation."""
     synthetic_size: int = Field(60000, ge=16)
     """Number of samples when `dataset = "synthetic"` (MNIST-shaped, seeded)."""
-    ood: list[str] = Field(default_factory=lambda: ["noise", "rotate"])
+    ood: list[PathText] = Field(default_factory=lambda: ["noise", "rotate"])
     """Out-of-distribution sets for the report: built-in shifts (noise, rotate, invert), dataset names,
     `imagefolder:DIR`, `npz:FILE` or `torchvision:NAME` (converted to the training images' channels and size)."""
     limit: int | None = Field(None, ge=16)
@@ -104,6 +124,14 @@ class DataConfig(_Section):
     def _positive_size(cls, value: list[int] | None) -> list[int] | None:
         if value is not None and not all(4 <= side <= 4096 for side in value):
             raise ValueError("must be [H, W] with each side from 4 to 4096 pixels")
+        return value
+
+    @field_validator("channels", mode="before")
+    @classmethod
+    def _gray_or_rgb(cls, value: Any) -> Any:
+        # Before: a Literal compares by ==, so it would take `true` or 1.0 for 1.
+        if value is not None and (type(value) is not int or value not in (1, 3)):
+            raise ValueError("must be 1 (grayscale) or 3 (RGB)")
         return value
 
     @field_validator("ood")
@@ -125,7 +153,7 @@ class ModelConfig(_Section):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     """Keyword arguments for a torchvision builder or your own model (`num_classes`, `in_channels` and
     `image_size` are passed too where its signature takes them)."""
-    path: list[str] = Field(default_factory=list)
+    path: list[PathText] = Field(default_factory=list)
     """Folders searched first when importing your own model; the config file's folder is added when it is read."""
 
     @field_validator("name")
@@ -152,11 +180,11 @@ class TrainConfig(_Section):
     """Samples per optimizer step; every member sees the same batches."""
     optimizer: Literal["sgd", "adam"] = "sgd"
     """Optimizer of each member."""
-    lr: float = Field(0.01, gt=0.0)
+    lr: float = Field(0.01, gt=0.0, le=10.0)
     """Learning rate."""
     momentum: float = Field(0.5, ge=0.0, lt=1.0)
     """SGD momentum (ignored by adam)."""
-    weight_decay: float = Field(0.0, ge=0.0)
+    weight_decay: float = Field(0.0, ge=0.0, le=1.0)
     """L2 penalty."""
     schedule: Literal["constant", "cosine"] = "constant"
     """Learning rate over training: constant, or cosine decay from `lr` to 0 by the last step (steadier
@@ -198,6 +226,9 @@ class ParallelConfig(_Section):
     stall_timeout_s: float = Field(120.0, ge=5.0, le=86400.0)
     """A rank that sends nothing (steps and resource samples arrive every second or so) for this long is
     declared stalled, and the run fails instead of hanging."""
+    mpiexec_args: list[str] = Field(default_factory=list)
+    """Extra arguments placed right after `mpiexec`, e.g. ["-launcher", "ssh", "-iface", "eth1", "-bind-to",
+    "core"] (mpich's hydra; see README "Clusters")."""
 
     @property
     def world_size(self) -> int:
@@ -241,7 +272,7 @@ class RunConfig(_Section):
     """Label of the run; part of its folder name."""
     seed: int = Field(0, ge=0, lt=2**32)
     """Seeds member initialisation (with the member index) and batch order (with the epoch)."""
-    output_dir: str = "runs"
+    output_dir: PathText = "runs"
     """Where run folders are created."""
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -257,50 +288,105 @@ class RunConfig(_Section):
 # --------------------------------------------------------------------------- loading
 
 
-def _known_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The keys allowed at `loc` (the parent of an unknown key)."""
-    current: type[BaseModel] | None = model
+def _walk(loc: tuple[Any, ...]) -> tuple[type[BaseModel] | None, FieldInfo | None]:
+    """The section holding the last named field of `loc` (list indices skipped), and that field."""
+    section: type[BaseModel] | None = RunConfig
+    field: FieldInfo | None = None
     for part in loc:
-        if current is None or isinstance(part, int):
+        if isinstance(part, int):
             continue
-        field = current.model_fields.get(str(part))
+        field = section.model_fields.get(str(part)) if section else None
         if field is None:
-            return []
+            return None, None
         annotation = field.annotation
         args = getattr(annotation, "__args__", ()) or ()
         nested = [a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)]
-        current = nested[0] if nested else None
-    return sorted(current.model_fields) if current else []
+        section = nested[0] if nested else None
+    return section, field
 
 
-def describe_error(err: ValidationError, source: str) -> str:
-    """Turn pydantic's first error into one line: file, field, what is allowed."""
-    first = err.errors()[0]
-    loc = tuple(first["loc"])
-    field = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
-    if first["type"] == "extra_forbidden":
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed at `loc` (the parent of an unknown key)."""
+    section = _walk(loc)[0]
+    return sorted(section.model_fields) if section else []
+
+
+def _number(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _allowed_range(loc: tuple[Any, ...]) -> str:
+    """`0 < lr ≤ 10`: the bounds the field at `loc` declares, spelled once there (empty when it has none)."""
+    if not loc or isinstance(loc[-1], int):
+        return ""
+    field = _walk(loc)[1]
+    lower = upper = ""
+    for bound in field.metadata if field else ():
+        if isinstance(bound, Gt | Ge):
+            limit = _number(bound.gt if isinstance(bound, Gt) else bound.ge)
+            lower = f"{limit} {'<' if isinstance(bound, Gt) else '≤'} "
+        elif isinstance(bound, Lt | Le):
+            limit = _number(bound.lt if isinstance(bound, Lt) else bound.le)
+            upper = f" {'<' if isinstance(bound, Lt) else '≤'} {limit}"
+    return f"{lower}{loc[-1]}{upper}" if lower or upper else ""
+
+
+_TOML_TYPES = {bool: "boolean", int: "integer", float: "float", str: "string", list: "array", dict: "table"}
+MAX_ERRORS = 20
+"""A file with more problems lists this many and counts the rest."""
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    """`parallel.ranks[0].count`, as the user would point at it."""
+    return ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
+
+
+def _describe(error: Any, source: str) -> str:
+    """One pydantic error as one line: file, field, what is wrong and what is allowed."""
+    loc = tuple(error["loc"])
+    field = _dotted(loc)
+    if error["type"] == "extra_forbidden":
         parent = loc[:-1]
-        keys = _known_keys(RunConfig, parent)
+        keys = _known_keys(parent)
         close = difflib.get_close_matches(str(loc[-1]), keys, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        where = ".".join(map(str, parent)) or "top level"
+        where = _dotted(parent) or "top level"
         return f"{source}: unknown key {field!r}{hint}; keys allowed in {where}: {', '.join(keys)}"
-    message = first["msg"]
-    if first["type"] == "literal_error":
+    message = error["msg"]
+    if error["type"] == "literal_error":
         message = "must be one of " + message.removeprefix("Input should be ").replace("'", "")
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
-    got = first.get("input")
-    shown = f" (got {got!r})" if got is not None and not isinstance(got, dict | list) else ""
+    allowed = _allowed_range(loc)
+    if allowed:
+        message += f"; allowed: {allowed}"
+    got = error.get("input")
+    kind = _TOML_TYPES.get(type(got), type(got).__name__)
+    if isinstance(got, dict | list):
+        shown = f" (got a TOML {kind})" if error["type"].endswith("_type") else ""
+    elif got is None:
+        shown = ""
+    else:
+        value = str(got).lower() if isinstance(got, bool) else repr(got)
+        shown = f" (got {kind} {value})" if error["type"].endswith("_type") else f" (got {value})"
     return f"{source}: {field or 'config'}: {message}{shown}"
 
 
+def describe_errors(err: ValidationError, source: str) -> list[str]:
+    """Every problem pydantic found, one line each, so one run names all of a file's mistakes."""
+    errors = err.errors()
+    lines = [_describe(e, source) for e in errors[:MAX_ERRORS]]
+    if len(errors) > MAX_ERRORS:
+        lines.append(f"{source}: … and {len(errors) - MAX_ERRORS} more problem(s)")
+    return lines
+
+
 def parse_config(data: dict[str, Any], source: str = "config") -> RunConfig:
-    """Validate a config mapping, raising ConfigError with a one-line message."""
+    """Validate a config mapping, raising ConfigError with one line per problem."""
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(describe_error(err, source)) from None
+        raise ConfigError(*describe_errors(err, source)) from None
 
 
 def load_config(path: str | Path) -> RunConfig:
@@ -346,7 +432,7 @@ def parse_ranks(spec: str) -> list[RankGroup]:
         try:
             groups.append(RankGroup(count=int(count), device=device))
         except ValidationError as err:
-            raise ConfigError(describe_error(err, "--ranks")) from None
+            raise ConfigError(*describe_errors(err, "--ranks")) from None
     if not groups:
         raise ConfigError("--ranks: empty; use N or device:count, e.g. cpu:2,cuda:1")
     return groups
@@ -407,6 +493,9 @@ OVERRIDES: tuple[Override, ...] = (
     Override("--deterministic", ("parallel", "deterministic"), bool,
              "same per-member threads and deterministic kernels in every strategy (bit-identical members)"),
     Override("--dataset", ("data", "dataset"), str, "training data", "refuse", _CHANGES_MEMBERS),
+    Override("--mpiexec-args", ("parallel", "mpiexec_args"), str,
+             "extra mpiexec arguments as one shell-quoted string, e.g. \"-iface eth1 -bind-to core\"",
+             parse=shlex.split),
     Override("--data-root", ("data", "root"), str,
              "torchvision root of the file-backed datasets, or your image folder / .npz file"),
     Override("--limit", ("data", "limit"), int, "use at most this many training samples", "refuse",

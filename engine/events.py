@@ -8,16 +8,37 @@ nor textual. Every event carries `rank` (None for events the launcher itself pro
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
 MAX_FRAME_BYTES = 64 * 1024
 ENDPOINT_ENV = "ENS_TUI_ENDPOINT"
 """Where ranks connect (`host:port`), set by the launcher in each rank's environment."""
 TOKEN_ENV = "ENS_TUI_TOKEN"
 """The per-run secret a rank proves in its hello; passed by environment, never on the command line."""
+MULTILINE_FIELDS = frozenset({"message", "traceback", "reason"})
+"""Text fields that keep their line breaks and tabs; every other text field is one line."""
+
+_ESCAPE_SEQUENCE = re.compile(
+    r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, erasing
+    r"|(?:\x1b\]|\x9d)[^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"  # OSC: window title, hyperlinks, clipboard
+    r"|\x1b[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
+    r"|\x1b[ -/]*[0-~]?"  # any other escape
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_LINE_BREAK = re.compile(r"[\t\n]")
+
+
+def printable(text: str, *, multiline: bool = False) -> str:
+    """`text` without terminal control: escape sequences, C0 controls, DEL and C1 go; line breaks and tabs
+    stay where `multiline`, else become spaces."""
+    if text.isprintable():
+        return text
+    text = _CONTROL.sub("", _ESCAPE_SEQUENCE.sub("", text))
+    return text if multiline else _LINE_BREAK.sub(" ", text)
 
 
 class _Event(BaseModel):
@@ -25,6 +46,12 @@ class _Event(BaseModel):
 
     rank: int | None = Field(None, ge=0)
     t: float = Field(default_factory=time.time)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _printable(cls, value: Any, info: ValidationInfo) -> Any:
+        """Every text a peer sends ends up on a terminal (dashboard, headless view, log): none may drive it."""
+        return printable(value, multiline=info.field_name in MULTILINE_FIELDS) if isinstance(value, str) else value
 
 
 class Hello(_Event):
@@ -142,6 +169,16 @@ class Goodbye(_Event):
     type: Literal["goodbye"] = "goodbye"
 
 
+class RankSilent(_Event):
+    """The launcher has heard nothing from rank `rank` for `seconds` (a stopped or hung process).
+
+    Made by the launcher, never accepted from a rank; the rank's next event clears it.
+    """
+
+    type: Literal["rank_silent"] = "rank_silent"
+    seconds: float = Field(ge=0)
+
+
 class RunDone(_Event):
     """The launcher's last word on a run: how it ended and why."""
 
@@ -155,12 +192,13 @@ class RunDone(_Event):
 Event = Annotated[
     Union[
         Hello, MemberStart, Step, Epoch, Util, MemberDone, Log, Error, PredictionsSaved, ReportSaved, Goodbye,
-        RunDone,
+        RankSilent, RunDone,
     ],
     Field(discriminator="type"),
 ]
 EVENT_TYPES = (
-    Hello, MemberStart, Step, Epoch, Util, MemberDone, Log, Error, PredictionsSaved, ReportSaved, Goodbye, RunDone,
+    Hello, MemberStart, Step, Epoch, Util, MemberDone, Log, Error, PredictionsSaved, ReportSaved, Goodbye,
+    RankSilent, RunDone,
 )
 _adapter: TypeAdapter[Event] = TypeAdapter(Event)
 
@@ -182,6 +220,8 @@ def decode(frame: bytes | str) -> Event:
         data = json.loads(frame)
     except (ValueError, UnicodeDecodeError) as err:
         raise FrameError(f"invalid JSON: {err}") from None
+    except RecursionError:
+        raise FrameError("invalid JSON: nested too deeply") from None
     return from_dict(data)
 
 

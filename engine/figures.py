@@ -118,22 +118,38 @@ def risk_coverage(report: Report, payload: Payload = None) -> Figure | None:
 # --------------------------------------------------------------------------- ensemble size
 
 
+FIRST_K = {"color": ENSEMBLE, "marker": "o", "markersize": 3.5}
+FIRST_K_FAINT = {"color": IN_DIST, "linestyle": ":", "marker": ".", "markersize": 3, "linewidth": 1}
+"""The first-k curve where random subsets are drawn too: shown, faint, since it depends on member order."""
+
+
 def ensemble_size(report: Report, payload: Payload = None) -> Figure | None:
-    """Accuracy and NLL of the first k members, against the mean member's."""
-    curve = sorted(report.ensemble_size_curve, key=lambda p: p.size)
-    if not curve:
+    """Accuracy and NLL as the ensemble grows, against the mean member: the mean over random member subsets of
+    each size with their range, and the first k members (member order, faint); older reports have only the latter."""
+    subsets = sorted(report.ensemble_size_subsets, key=lambda p: p.size)
+    first = sorted(report.ensemble_size_curve, key=lambda p: p.size)
+    if not subsets and not first:
         return None
     fig = _figure(6.4, 2.9)
-    sizes = [p.size for p in curve]
+    sizes = [p.size for p in subsets or first]
     for ax, key, label, scale in zip(fig.subplots(1, 2), ("accuracy", "nll"), ("accuracy (%)", "NLL"), (100, 1),
                                      strict=True):
-        ax.plot(sizes, [scale * getattr(p, key) for p in curve], color=ENSEMBLE, marker="o", markersize=3.5)
+        if subsets:
+            ax.fill_between(sizes, [scale * getattr(p, f"{key}_min") for p in subsets],
+                            [scale * getattr(p, f"{key}_max") for p in subsets], color=ENSEMBLE, alpha=0.18, linewidth=0)
+            ax.plot(sizes, [scale * getattr(p, key) for p in subsets], color=ENSEMBLE, marker="o", markersize=3.5)
+        if first:
+            ax.plot([p.size for p in first], [scale * getattr(p, key) for p in first],
+                    **(FIRST_K_FAINT if subsets else FIRST_K))
         ax.axhline(scale * getattr(report.mean_member, key), color=MEMBER, linestyle="--", linewidth=1)
         ax.set(xlabel="ensemble size (members)", ylabel=label, xticks=sizes)
     fig.suptitle("what each extra member buys", fontsize=9)
-    fig.legend(handles=[Line2D([], [], color=ENSEMBLE, marker="o", markersize=3.5, label="ensemble of the first k"),
-                        Line2D([], [], color=MEMBER, linestyle="--", label="mean member")],
-               loc="outside lower center", ncols=2)
+    handles = [Line2D([], [], color=ENSEMBLE, marker="o", markersize=3.5, label="mean over random subsets of k"),
+               Patch(color=ENSEMBLE, alpha=0.18, label="their range (min–max)"),
+               Line2D([], [], **FIRST_K_FAINT, label="first k members (member order)")] if subsets else [
+               Line2D([], [], **FIRST_K, label="first k members (member order)")]
+    fig.legend(handles=[*handles, Line2D([], [], color=MEMBER, linestyle="--", label="mean member")],
+               loc="outside lower center", ncols=4 if subsets else 2)
     return fig
 
 
@@ -302,7 +318,8 @@ FIGURES: dict[str, tuple[str, Drawer]] = {
     "reliability": ("Reliability diagram of the ensemble, before and after temperature scaling.", reliability),
     "risk_coverage": ("Risk–coverage: the error rate when only the surest share of inputs is answered.",
                       risk_coverage),
-    "ensemble_size": ("Accuracy and NLL as the ensemble grows, against the mean member.", ensemble_size),
+    "ensemble_size": ("Accuracy and NLL as the ensemble grows (mean and range over random member subsets of each "
+                      "size), against the mean member.", ensemble_size),
     "ood_histograms": ("Predictive entropy and mutual information, in-distribution against each OOD set.",
                        ood_histograms),
     "ood_roc": ("ROC curves of each OOD score (OOD is the positive class).", ood_roc),
@@ -333,7 +350,7 @@ def _png(fig: Figure) -> bytes:
 def draw_figures(folder: RunFolder | Path, report: Report, payload: Payload = None) -> list[str]:
     """Write figures/*.png for every section the report has; return their paths relative to the run folder."""
     folder = folder if isinstance(folder, RunFolder) else RunFolder(folder)
-    folder.figures.mkdir(parents=True, exist_ok=True)
+    folder.figures.mkdir(exist_ok=True)
     drawn: list[str] = []
     with matplotlib.rc_context(STYLE):
         for name, (_, draw) in FIGURES.items():

@@ -52,7 +52,7 @@ def make_member(
                           shape, device)
     member = Member(index, model, make_optimizer(model.parameters(), config.train))
     if folder is not None:
-        restore_member(member, folder, device)
+        restore_member(member, folder, device, config)
     return member
 
 

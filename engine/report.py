@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
+from itertools import combinations
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from engine.report_model import (
     Shift,
     ShiftPoint,
     SizePoint,
+    SizeSpread,
     Thresholds,
     UncertainTestInput,
     Uncertainty,
@@ -49,6 +51,10 @@ from engine.usage import OneLineParser
 MOST_UNCERTAIN = 12
 CLEAN = "clean"
 """The shift section's name for the uncorrupted sample (severity 0)."""
+SIZE_SUBSETS = 50
+"""Member subsets scored per ensemble size at most: the size curve's cost stays bounded however many members."""
+SIZE_SEED = 0
+"""Seeds the subsets drawn where there are more than SIZE_SUBSETS, so a re-score draws the same curve."""
 
 
 class NoEnsemble(ValueError):
@@ -109,6 +115,7 @@ def build_report(pred: dict[str, Any], ood_scores: Sequence[str] = OOD_SCORES) -
         best_member=_best_member(pred, keep, scored),
         uncertainty=Uncertainty(**{k: float(v.mean()) for k, v in parts.items()}),
         ensemble_size_curve=[SizePoint(**p) for p in U.size_curve(test, labels)],
+        ensemble_size_subsets=size_subsets(test, labels),
         in_dist_entropy_hist=Histogram(**U.histogram({"in_dist": parts["entropy"]})),
         ood=_ood(pred, keep, ood_scores),
         most_uncertain=most_uncertain,
@@ -187,6 +194,34 @@ def _ood(pred: dict[str, Any], keep: list[int], names: Sequence[str]) -> dict[st
             scores={s: found[s] for s in names if s in found},
         )
     return results
+
+
+def size_subsets(test: np.ndarray, labels: np.ndarray, seed: int = SIZE_SEED) -> list[SizeSpread]:
+    """Each ensemble size scored over member subsets of that size, so no member's place in the order shows.
+
+    Every subset where there are at most SIZE_SUBSETS (or as many as members: size 1 is then each member once),
+    otherwise SIZE_SUBSETS distinct ones drawn from a generator seeded with `seed`.
+    """
+    m = len(test)
+    rng = np.random.default_rng(seed)
+    curve = []
+    for k in range(1, m + 1):
+        if math.comb(m, k) <= max(SIZE_SUBSETS, m):
+            subsets = list(combinations(range(m), k))
+        else:
+            drawn: set[tuple[int, ...]] = set()
+            while len(drawn) < SIZE_SUBSETS:
+                drawn.add(tuple(sorted(rng.choice(m, size=k, replace=False).tolist())))
+            subsets = sorted(drawn)
+        means = (U.ensemble_mean(test[list(s)]) for s in subsets)
+        acc, nll = np.array([(U.accuracy(p, labels), U.nll(p, labels)) for p in means]).T
+        curve.append(SizeSpread(
+            size=k, subsets=len(subsets),
+            accuracy=float(np.mean(acc)), accuracy_sd=float(np.std(acc)),
+            accuracy_min=float(acc.min()), accuracy_max=float(acc.max()),
+            nll=float(np.mean(nll)), nll_sd=float(np.std(nll)), nll_min=float(nll.min()), nll_max=float(nll.max()),
+        ))
+    return curve
 
 
 def _selective(test: np.ndarray, labels: np.ndarray) -> Selective:
@@ -285,8 +320,7 @@ def to_markdown(report: Report, title: str = "Uncertainty report") -> str:
               f"- aleatoric (expected member entropy): {_f(u.aleatoric)}",
               f"- epistemic (mutual information): {_f(u.mutual_information)}", ""]
     lines += _calibration_md(report) + _selective_md(report)
-    lines += ["## Ensemble size", "", "| members | accuracy | NLL |", "|---|---|---|"]
-    lines += [f"| {p.size} | {_f(p.accuracy)} | {_f(p.nll)} |" for p in report.ensemble_size_curve]
+    lines += _size_md(report)
     lines += _ood_md(report) + _shift_md(report) + _diversity_md(report) + _per_class_md(report)
     lines += ["", "## Members", "", "| member | accuracy | NLL | Brier | ECE |", "|---|---|---|---|---|"]
     for r in report.members:
@@ -328,6 +362,24 @@ def _selective_md(report: Report) -> list[str]:
             lines.append(f"| {who} | {ranking} | {_f(rc.aurc)} | {_f(rc.eaurc)} | {_f(at.get('90'))} | "
                          f"{_f(at.get('95'))} | {_f(at.get('99'))} |")
     return [*lines, ""]
+
+
+def _size_md(report: Report) -> list[str]:
+    """Random subsets of each size where the report has them; the first k members (member order) beside them."""
+    first = {p.size: p for p in report.ensemble_size_curve}
+    if not report.ensemble_size_subsets:
+        return ["## Ensemble size", "", "Ensembles of the first k members, in member order.", "",
+                "| members | accuracy | NLL |", "|---|---|---|",
+                *(f"| {p.size} | {_f(p.accuracy)} | {_f(p.nll)} |" for p in report.ensemble_size_curve)]
+    lines = ["## Ensemble size", "",
+             f"Mean ± standard deviation over random member subsets of each size (every subset where there are at "
+             f"most {SIZE_SUBSETS}), then the ensemble of the first k members in member order.", "",
+             "| members | subsets | accuracy | NLL | accuracy, first k | NLL, first k |", "|---|---|---|---|---|---|"]
+    for p in report.ensemble_size_subsets:
+        k = first.get(p.size)
+        lines.append(f"| {p.size} | {p.subsets} | {_f(p.accuracy)} ± {_f(p.accuracy_sd)} | {_f(p.nll)} ± "
+                     f"{_f(p.nll_sd)} | {_f(k.accuracy if k else None)} | {_f(k.nll if k else None)} |")
+    return lines
 
 
 def _ood_md(report: Report) -> list[str]:

@@ -102,6 +102,25 @@ def _summary(report: Report) -> str:
             f"<dt>epistemic (mutual information)</dt><dd>{_f(u.mutual_information)} nats</dd></dl>")
 
 
+def _size(report: Report) -> str:
+    """The size curve's numbers under its figure: random subsets of each size where the report has them."""
+    first = {p.size: p for p in report.ensemble_size_curve}
+    if not report.ensemble_size_subsets:
+        return ("<p>Ensembles of the first k members, in member order.</p>" +
+                _table(["members", "accuracy", "NLL"], [[str(p.size), _pct(p.accuracy), _f(p.nll)]
+                                                        for p in report.ensemble_size_curve])) if first else ""
+    rows = []
+    for p in report.ensemble_size_subsets:
+        k = first.get(p.size)
+        rows.append([str(p.size), str(p.subsets), f"{_pct(p.accuracy)} ± {_pct(p.accuracy_sd)}",
+                     f"{_pct(p.accuracy_min)} – {_pct(p.accuracy_max)}", f"{_f(p.nll)} ± {_f(p.nll_sd)}",
+                     f"{_f(p.nll_min)} – {_f(p.nll_max)}", _pct(k.accuracy if k else None), _f(k.nll if k else None)])
+    return ("<p>Ensemble size: the mean over random member subsets of each size (every subset where there are few "
+            "enough), so no member's place in the order shows; the first k members, in member order, beside it.</p>" +
+            _table(["members", "subsets", "accuracy", "range", "NLL", "range", "accuracy, first k", "NLL, first k"],
+                   rows))
+
+
 def _calibration(report: Report) -> str:
     cal = report.calibration
     if cal is None:
@@ -227,7 +246,7 @@ def to_html(folder: RunFolder, report: Report, figures: list[str], title: str) -
     """The page's text: sections in report.md's order, each figure next to its numbers."""
     fig = _Figures(folder, figures)
     sections: list[tuple[str, str]] = [
-        ("Ensemble vs members", _summary(report) + fig("ensemble_size")),
+        ("Ensemble vs members", _summary(report) + fig("ensemble_size") + _size(report)),
         ("Calibration", _calibration(report) + fig("reliability")),
         ("Selective prediction", _selective(report) + fig("risk_coverage")),
         ("Out-of-distribution detection", _ood(report) + fig("ood_histograms") + fig("ood_roc")),

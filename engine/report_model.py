@@ -66,11 +66,31 @@ class Uncertainty(_Part):
 
 
 class SizePoint(_Part):
-    """Accuracy and NLL of the ensemble of the first `size` members."""
+    """Accuracy and NLL of the ensemble of the first `size` members, in member order (so it depends on it)."""
 
     size: int
     accuracy: float
     nll: float
+
+
+class SizeSpread(_Part):
+    """Accuracy and NLL of ensembles of `size` members drawn at random: over `subsets` distinct subsets, the mean,
+    the (population) standard deviation and the range.
+
+    Every subset where there are few enough (engine.report.SIZE_SUBSETS), so size 1 is the mean member and the
+    full size the ensemble exactly; a seeded sample of that many where there are more.
+    """
+
+    size: int
+    subsets: int
+    accuracy: float
+    accuracy_sd: float
+    accuracy_min: float
+    accuracy_max: float
+    nll: float
+    nll_sd: float
+    nll_min: float
+    nll_max: float
 
 
 class Histogram(_Part):
@@ -274,6 +294,8 @@ class Report(_Part):
     predictions), with its test scores."""
     uncertainty: Uncertainty
     ensemble_size_curve: list[SizePoint] = Field(default_factory=list)
+    ensemble_size_subsets: list[SizeSpread] = Field(default_factory=list)
+    """The size curve that does not depend on member order; empty in reports written before it."""
     in_dist_entropy_hist: Histogram
     ood: dict[str, OodResult] = Field(default_factory=dict)
     """Keyed by OOD set name (noise, rotate, invert …), in the order the run evaluated them."""
@@ -302,6 +324,8 @@ class Report(_Part):
             raise ReportError(f"{path}: cannot read it ({err.strerror or err})") from None
         except (ValueError, UnicodeDecodeError) as err:
             raise ReportError(f"{path}: not JSON ({err})") from None
+        except RecursionError:
+            raise ReportError(f"{path}: not JSON (nested too deeply)") from None
         try:
             return cls.model_validate(data)
         except ValidationError as err:

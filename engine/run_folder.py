@@ -1,6 +1,6 @@
 """The run folder's layout: every file a run leaves behind, named in this one place.
 
-    runs/<id>/config.toml · run.json · events.jsonl · mpiexec.log · checkpoints/member-XX.pt ·
+    runs/<id>/config.toml · run.json · run.lock · events.jsonl · mpiexec.log · checkpoints/member-XX.pt ·
              predictions.pt · report.json · report.md · report.html · figures/*.png · ensemble.ts.pt · ensemble.onnx
 
 Torch-free: the launcher and the dashboard (ens_tui) and the ranks (engine) all import it. Reading and
@@ -35,6 +35,11 @@ class RunFolder:
     def info(self) -> Path:
         """run.json: status, endpoint, pids, timings, resumes — the launcher's record."""
         return self.path / "run.json"
+
+    @property
+    def lock(self) -> Path:
+        """run.lock: flock-ed by the launcher for its whole life; a run is running exactly while it is held."""
+        return self.path / "run.lock"
 
     @property
     def events(self) -> Path:

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
-from torchvision.transforms.v2 import InterpolationMode
 
 from engine.config import CORRUPTIONS
 from engine.seeding import derive_seed
@@ -117,8 +115,16 @@ def _motion_blur(x: torch.Tensor, length: float, scale: float, gen: torch.Genera
     return F.conv2d(padded, weight, groups=n * c).reshape(n, c, h, w)
 
 
+def _tf():  # noqa: ANN202 - torchvision's functional module
+    """torchvision's transforms, imported on first use: they pull in its model zoo (about a second), which a rank
+    that never scores shift should not pay for at start-up."""
+    import torchvision.transforms.v2.functional as TF
+
+    return TF
+
+
 def _contrast(x: torch.Tensor, factor: float, scale: float, gen: torch.Generator) -> torch.Tensor:
-    return TF.adjust_contrast(x, factor)
+    return _tf().adjust_contrast(x, factor)
 
 
 def _brightness(x: torch.Tensor, amount: float, scale: float, gen: torch.Generator) -> torch.Tensor:
@@ -130,7 +136,7 @@ def _rotation(x: torch.Tensor, degrees: float, scale: float, gen: torch.Generato
     clockwise = _rand(gen, x, len(x)) < 0.5
     out = torch.empty_like(x)
     for mask, angle in ((clockwise, -degrees), (~clockwise, degrees)):
-        out[mask] = TF.rotate(x[mask], angle, interpolation=InterpolationMode.BILINEAR, fill=0.0)
+        out[mask] = _tf().rotate(x[mask], angle, interpolation=_tf().InterpolationMode.BILINEAR, fill=0.0)
     return out
 
 
@@ -142,7 +148,7 @@ def _translation(x: torch.Tensor, pixels: float, scale: float, gen: torch.Genera
         mask = direction == d
         theta = d * math.pi / 4
         shift = [round(pixels * math.cos(theta)), round(pixels * math.sin(theta))]
-        out[mask] = TF.affine(x[mask], angle=0.0, translate=shift, scale=1.0, shear=[0.0, 0.0], fill=0.0)
+        out[mask] = _tf().affine(x[mask], angle=0.0, translate=shift, scale=1.0, shear=[0.0, 0.0], fill=0.0)
     return out
 
 

@@ -34,7 +34,8 @@ class Hooks(Protocol):
     """What the loop tells the outside world; the socket reporter is one implementation."""
 
     def wants_step(self, member: int) -> bool:
-        """Whether a step report is due (reading the loss forces a device sync, so ask first)."""
+        """Whether the group `member` leads should report this step (reading the losses forces a device sync,
+        so ask first); every member of the group then reports, with the rank's rate over one shared window."""
         ...
 
     def on_member_start(self, member: int) -> None: ...
@@ -163,15 +164,16 @@ class Trainer:
             for j, m in enumerate(live):
                 loss_sums[m.index] += losses[j] * len(y)
             seen += len(y)
-            due = [j for j, m in enumerate(live) if self.hooks.wants_step(m.index)]
-            if not due:
+            # The group reports together, on its first member's clock: one measuring window per rank, never
+            # one that a member due earlier already emptied (which read as 0 samples/s).
+            if not self.hooks.wants_step(live[0].index):
                 continue
             values = losses.tolist()  # one device sync for every member that reports
             now = time.perf_counter()
             # Rate of the rank as a whole: every live member sees each sample.
             rate = (seen - seen_mark) / max(now - t_mark, 1e-9) * len(live)
-            for j in due:
-                self.hooks.on_step(live[j].index, epoch, step, self.batches.steps, values[j], rate, len(live))
+            for m, value in zip(live, values, strict=True):
+                self.hooks.on_step(m.index, epoch, step, self.batches.steps, value, rate, len(live))
             t_mark, seen_mark = now, seen
             # A NaN/inf loss stops its member at once; the rest go on without it (its epoch loss confirms it).
             stopped = [m for m, v in zip(live, values, strict=True) if not math.isfinite(v)]

@@ -8,8 +8,10 @@ events go to stdout), and on rank 0 gathers every member's predictions into the 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
+import socket
 import sys
 import traceback
 from pathlib import Path
@@ -17,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from engine import events as ev
-from engine.config import RunConfig, load_config
+from engine.checkpoint import CheckpointError
+from engine.config import ConfigError, RunConfig, load_config
 from engine.events import ENDPOINT_ENV, TOKEN_ENV
 from engine.placement import announced_members, placement_warning, ranks_on_host
 from engine.predictions import probabilities, save_predictions
@@ -26,6 +29,9 @@ from engine.report import NoEnsemble, publish
 from engine.reporter import Reporter, UtilSampler, connect_sink, hello
 from engine.run_folder import RunFolder
 from engine.threads import set_compute_mode
+
+DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOENT, errno.EACCES)
+"""A full, read-only, vanished or forbidden run folder: the machine's state, not a bug, so no traceback."""
 
 
 def run_strategy(ctx: RankContext) -> Outcome:
@@ -114,9 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
-    config = load_config(args.run_dir / "config.toml")
     sink = connect_sink(os.environ.get(ENDPOINT_ENV))
     reporter = Reporter(sink, comm.Get_rank())
+    try:
+        config = load_config(args.run_dir / "config.toml")
+    except ConfigError as err:
+        # Most often a host that does not share the run folder's file system: say so, rather than abort mutely.
+        hello(reporter, os.environ.get(TOKEN_ENV, ""), comm.Get_size(), "?", "?", [], 1)
+        seen = "cannot see the run folder" if not args.run_dir.is_dir() else "cannot read the run's config"
+        reporter.send(ev.Error(message=f"{socket.gethostname()} {seen} {args.run_dir} ({err}); every host must "
+                                       "share the output folder's file system (see README, Clusters)"))
+        sink.close()
+        raise
     try:
         run_rank(comm, config, args.run_dir, reporter, os.environ.get(TOKEN_ENV, ""))
     except BaseException as err:
@@ -126,8 +141,11 @@ def main(argv: list[str] | None = None) -> int:
                 devices = config.parallel.rank_devices()
                 hello(reporter, os.environ.get(TOKEN_ENV, ""), comm.Get_size(), devices[comm.Get_rank() % len(devices)],
                       config.parallel.strategy, [], config.parallel.threads_per_rank)
-            if isinstance(err, NoEnsemble):  # the run's outcome, not a bug: one line, no traceback
+            if isinstance(err, NoEnsemble | CheckpointError):  # the run's outcome, not a bug: one line, no traceback
                 reporter.send(ev.Error(message=str(err)))
+            elif isinstance(err, OSError) and err.errno in DISK_ERRORS:
+                where = f" {err.filename}" if err.filename else ""
+                reporter.send(ev.Error(message=f"cannot write{where}: {err.strerror}"))
             else:
                 reporter.send(ev.Error(message=f"{type(err).__name__}: {err}", traceback=traceback.format_exc()))
         except OSError:

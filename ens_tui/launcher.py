@@ -25,9 +25,18 @@ from engine import events as ev
 from engine.atomic import atomic_write_text
 from engine.config import RunConfig
 from engine.events import ENDPOINT_ENV, TOKEN_ENV
+from engine.fingerprint import fingerprint, resume_problem
 from engine.preflight import setup_problem
 from engine.run_folder import RunFolder
-from ens_tui.rundir import EventLog, RunDirError, check_resumable, create_run_dir, read_run_info, write_run_info
+from ens_tui.rundir import (
+    EventLog,
+    RunDirError,
+    RunLock,
+    check_resumable,
+    create_run_dir,
+    read_run_info,
+    write_run_info,
+)
 from ens_tui.server import Disconnected, EventServer
 
 MPIEXEC_ENV = "ENS_TUI_MPIEXEC"
@@ -35,6 +44,14 @@ VANISHED_GRACE_S = 3.0
 STOP_GRACE_S = 3.0
 DRAIN_S = 3.0
 """After mpiexec exits, how long frames still in flight may take to arrive (ends early once every rank hung up)."""
+SILENT_NOTICE_S = 10.0
+"""A rank unheard for this long is shown as silent (again every as many seconds), well before its stall timeout."""
+TICK_S = 0.5
+STOP_SIGNALS: dict[int, str] = {
+    signal.SIGINT: "stopped by the user", signal.SIGTERM: "terminated (SIGTERM)",
+    signal.SIGHUP: "the terminal hung up (SIGHUP)",
+}
+"""Both front ends end the run `interrupted` on each, every rank stopped; they exit 128 + the signal, as a shell."""
 BAD_TERMINATION = re.compile(r"BAD TERMINATION.*?PID (?P<pid>\d+) RUNNING AT (?P<host>\S+).*?EXIT CODE: (?P<code>\d+)",
                              re.DOTALL)
 """What mpich's hydra prints about the first rank that died; later cleanup messages name the others."""
@@ -62,6 +79,14 @@ def find_mpiexec(explicit: str | None = None) -> str:
     if found:
         return found
     raise LaunchError("no mpiexec found: `pip install mpich`, or pass --mpiexec PATH (or set ENS_TUI_MPIEXEC)")
+
+
+def mpiexec_command(mpiexec: str, config: RunConfig, run_dir: Path | str, hostfile: str | None = None) -> list[str]:
+    """The one command line that starts a run's ranks: the launcher runs it, `--dry-run` prints it."""
+    command = [mpiexec, *config.parallel.mpiexec_args, "-n", str(config.parallel.world_size)]
+    if hostfile:
+        command += ["-hostfile", hostfile]
+    return command + [sys.executable, "-m", "mpi4py", "-m", "engine.worker", "--run-dir", str(run_dir)]
 
 
 def kill_tree(pid: int, sig: int = signal.SIGKILL, *, descendants: bool = True) -> None:
@@ -113,22 +138,46 @@ class Launcher:
         self._hung_up: set[int] = set()
         self._ranks_by_pid: dict[tuple[str, int], int] = {}
         self._vanished_first = False
+        self._heard: dict[int, float] = {}
+        """monotonic time each connected rank was last heard from (dropped once it hangs up)."""
+        self._silent_notice: dict[int, int] = {}
+        self._report_saved = False
+        self._lock: RunLock | None = None
+        self._created = False
+        self._folder_id: tuple[int, int] | None = None
+        """Whether start() made the run folder (a refusal after that removes it again)."""
+        self._events: EventLog | None = None
 
     # ------------------------------------------------------------------ start
     async def start(self) -> Path:
         """Validate, create runs/<id>/, open the socket, spawn mpiexec. Raises LaunchError."""
-        problem = await asyncio.to_thread(setup_problem, self.config, True, self.progress)
+        problem = await asyncio.to_thread(setup_problem, self.config, True, self.progress, self.hostfile)
         if problem:
             raise LaunchError(problem)
         mpiexec = find_mpiexec(self.mpiexec)
         try:
             if self._given_run_dir:
                 check_resumable(self.run_dir)
+                if problem := resume_problem(self.run_dir, self.config):
+                    raise RunDirError(problem)
             else:
                 self.run_dir = create_run_dir(self.config)
+                self._created = True
+            self._lock = RunLock(self.run_dir)
+            self._lock.acquire()
         except (OSError, RunDirError) as err:
+            self._forget_new_run_dir()
             raise LaunchError(str(err)) from None
         self.run_dir = self.run_dir.resolve()
+        self._folder_id = self._folder_identity()
+        try:
+            return await self._spawn(mpiexec)
+        except BaseException:
+            self._lock.release()
+            raise
+
+    async def _spawn(self, mpiexec: str) -> Path:
+        """Open the socket and start mpiexec in the run folder this launcher now holds."""
         folder = RunFolder(self.run_dir)
         token = secrets.token_hex(32)
         size = self.config.parallel.world_size
@@ -138,10 +187,7 @@ class Launcher:
         except OSError as err:
             self._forget_new_run_dir()
             raise LaunchError(f"--bind {self.bind}: cannot listen there ({err.strerror or err})") from None
-        command = [mpiexec, "-n", str(size)]
-        if self.hostfile:
-            command += ["-hostfile", self.hostfile]
-        command += [sys.executable, "-m", "mpi4py", "-m", "engine.worker", "--run-dir", str(self.run_dir)]
+        command = mpiexec_command(mpiexec, self.config, self.run_dir, self.hostfile)
         env = dict(os.environ)
         env.update({
             TOKEN_ENV: token, ENDPOINT_ENV: endpoint, "PYTHONUNBUFFERED": "1",
@@ -153,31 +199,38 @@ class Launcher:
             atomic_write_text(folder.config, self.config.to_toml())
         self._log = open(folder.mpiexec_log, "ab")  # noqa: SIM115
         self._started = time.time()
+        self.server.expect_spawner()
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *command, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=self._log,
                 stderr=asyncio.subprocess.STDOUT, start_new_session=True,
             )
         except OSError as err:
+            self.server.spawned(None)
             await self.server.close()
             self._log.close()
             if saved_config is not None:
                 atomic_write_text(folder.config, saved_config)  # nothing ran: a resumed run keeps its config
             self._forget_new_run_dir()
             raise LaunchError(f"cannot start {mpiexec}: {err.strerror}") from None
-        self.server.spawner_pid = self.proc.pid
-        self._events = EventLog(self.run_dir)
+        self.server.spawned(self.proc.pid)
         self.status = "running"
-        resumes = read_run_info(self.run_dir).get("resumes", -1) + 1 if self._given_run_dir else 0
-        write_run_info(
-            self.run_dir, status="running", endpoint=endpoint, started=self._started, ended=None, pid=self.proc.pid,
-            launcher_pid=os.getpid(), command=command, ranks=size, reason="", resumes=resumes,
-        )
+        try:
+            self._events = EventLog(self.run_dir)
+            resumes = read_run_info(self.run_dir).get("resumes", -1) + 1 if self._given_run_dir else 0
+            write_run_info(
+                self.run_dir, status="running", endpoint=endpoint, started=self._started, ended=None,
+                pid=self.proc.pid, launcher_pid=os.getpid(), command=command, ranks=size, reason="", resumes=resumes,
+                **({} if self._given_run_dir else {"fingerprint": fingerprint(self.config)}),
+            )
+        except OSError as err:
+            await self._shutdown(asyncio.ensure_future(self.proc.wait()))
+            raise LaunchError(self._folder_problem(err)) from None
         return self.run_dir
 
     def _forget_new_run_dir(self) -> None:
         """Nothing ran: a refused new run leaves no folder behind (a resumed one keeps its own, as it was)."""
-        if not self._given_run_dir:
+        if self._created:
             shutil.rmtree(self.run_dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ events
@@ -186,21 +239,26 @@ class Launcher:
         assert self.server is not None and self.proc is not None, "call start() first"
         server, proc = self.server, self.proc
         exited = asyncio.ensure_future(proc.wait())
+        next_check = time.monotonic() + TICK_S
         try:
             while True:
                 getter = asyncio.ensure_future(server.queue.get())
-                done, _ = await asyncio.wait({getter, exited}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({getter, exited}, timeout=TICK_S, return_when=asyncio.FIRST_COMPLETED)
                 if getter in done:
                     event = self._take(getter.result())
                     if event is not None:
                         yield event
-                    continue
-                getter.cancel()
-                if exited.done():
-                    # Let the last frames (and goodbyes) in flight arrive, then decide how it ended.
-                    async for event in self._drain(server):
+                else:
+                    getter.cancel()
+                    if exited.done():
+                        # Let the last frames (and goodbyes) in flight arrive, then decide how it ended.
+                        async for event in self._drain(server):
+                            yield event
+                        break
+                if time.monotonic() >= next_check:
+                    next_check = time.monotonic() + TICK_S
+                    for event in self._watch():
                         yield event
-                    break
                 if self._deadline is not None and time.monotonic() > self._deadline:
                     kill_tree(proc.pid)
                     self._deadline = None
@@ -208,22 +266,51 @@ class Launcher:
             await self._shutdown(exited)
         self.returncode = proc.returncode
         if self._stop_requested:
-            self.status, self.reason = "interrupted", self.reason or "stopped by the user"
-        elif (self.status != "failed" and proc.returncode == 0
-              and len(self._goodbyes) == self.config.parallel.world_size):
+            self.status = "interrupted"
+        elif self.status != "failed" and len(self._goodbyes) == self.config.parallel.world_size and (
+                proc.returncode == 0 or self._report_saved):
+            # Every rank said goodbye after the report was saved: whatever killed a rank after that
+            # (mpiexec then exits non-zero) took nothing from the run.
             self.status = "finished"
         else:
             self._fail(self.reason or f"mpiexec exited with code {proc.returncode}: {self._log_tail()}")
             if self._vanished_first:
                 self.reason = self._culprit() or self.reason
         ended = time.time()
-        write_run_info(self.run_dir, status=self.status, ended=ended, returncode=proc.returncode, reason=self.reason,
-                       dropped_frames=dict(server.dropped))
+        try:
+            write_run_info(self.run_dir, status=self.status, ended=ended, returncode=proc.returncode,
+                           reason=self.reason, dropped_frames=dict(server.dropped))
+        except OSError:
+            pass  # the folder is full or gone: the reason still reaches the user, and the free lock says it ended
         done = ev.RunDone(status=self.status, reason=self.reason, returncode=proc.returncode,  # type: ignore[arg-type]
                           seconds=ended - self._started)
-        self._events.append(done)
-        self._events.close()
+        self._record(done)
+        self._close_events()
+        if self._lock is not None:
+            self._lock.release()
         yield done
+
+    def _watch(self) -> list[ev.Event]:
+        """The launcher's own checks between events: the run folder is still there, no rank went quiet.
+
+        A stopped or hung rank would otherwise hold every other rank at the next collective forever.
+        """
+        if self.status == "running" and self._folder_identity() != self._folder_id:
+            self._folder_failed(FileNotFoundError())
+        now, found = time.monotonic(), []
+        timeout = self.config.parallel.stall_timeout_s
+        for rank, heard in self._heard.items():
+            silent = now - heard
+            if silent >= timeout and not self._stop_requested:
+                self._fail(f"{self._named(rank)} stalled (no progress for {timeout:.0f} s)")
+                self._deadline = now
+            notices = int(silent // SILENT_NOTICE_S)
+            if notices > self._silent_notice.get(rank, 0):
+                self._silent_notice[rank] = notices
+                found.append(ev.RankSilent(rank=rank, seconds=notices * SILENT_NOTICE_S))
+        for event in found:
+            self._record(event)
+        return found
 
     def _take(self, item: ev.Event | Disconnected) -> ev.Event | None:
         """Fold one queue item into the run's outcome; returns the event to record and pass on, if it is one.
@@ -233,21 +320,66 @@ class Launcher:
         """
         if isinstance(item, Disconnected):
             self._hung_up.add(item.rank)
+            self._heard.pop(item.rank, None)
             if item.clean:
                 self._goodbyes.add(item.rank)
             elif not self._stop_requested:
                 self._vanished_first = self._vanished_first or self.status != "failed"
-                self._fail(f"rank {item.rank} vanished (its connection dropped without a goodbye)")
+                self._fail(f"{self._named(item.rank)} vanished (its connection dropped without a goodbye)")
                 self._deadline = self._deadline or time.monotonic() + VANISHED_GRACE_S
             return None
+        if item.rank is not None and item.rank not in self._hung_up:
+            self._heard[item.rank] = time.monotonic()
+            self._silent_notice.pop(item.rank, None)
         if isinstance(item, ev.Hello):
             self._ranks_by_pid[item.host, item.pid] = item.rank
-        if isinstance(item, ev.Error):
+        if isinstance(item, ev.ReportSaved):
+            self._report_saved = True
+        if isinstance(item, ev.Error) and self._folder_identity() != self._folder_id:
+            self._folder_failed(FileNotFoundError())  # what the rank could not write is a symptom; this is the cause
+        elif isinstance(item, ev.Error):
             where = f"rank {item.rank}" if item.rank is not None else "launcher"
             self._fail(f"{where}: {item.message}")
             self._deadline = self._deadline or time.monotonic() + VANISHED_GRACE_S
-        self._events.append(item)
+        self._record(item)
         return item
+
+    def _record(self, event: ev.Event) -> None:
+        """Append to events.jsonl; a folder that can no longer be written ends the run (once)."""
+        if self._events is None:
+            return
+        try:
+            self._events.append(event)
+        except OSError as err:
+            self._close_events()
+            self._folder_failed(err)
+
+    def _close_events(self) -> None:
+        events, self._events = self._events, None
+        if events is not None:
+            try:
+                events.close()
+            except OSError:
+                pass  # what could not be flushed is lost with the disk; the run already failed for it
+
+    def _folder_failed(self, err: OSError) -> None:
+        """The run folder is full, gone or unwritable: fail at once and stop every rank (they write there too)."""
+        if not self._stop_requested:
+            self._fail(self._folder_problem(err))
+        self._deadline = time.monotonic()
+
+    def _folder_identity(self) -> tuple[int, int] | None:
+        """(device, inode) of the run folder: a folder deleted and made again by someone is not this run's."""
+        try:
+            st = os.stat(self.run_dir)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _folder_problem(self, err: OSError) -> str:
+        if self._folder_identity() != self._folder_id:
+            return f"run folder {self.run_dir} was deleted during the run"
+        return f"cannot write to the run folder {self.run_dir}: {err.strerror or err}"
 
     async def _drain(self, server: EventServer) -> AsyncIterator[ev.Event]:
         """What is still queued or in flight once mpiexec has exited, until every rank that connected hung up."""
@@ -289,17 +421,23 @@ class Launcher:
         if rank is None:
             return ""
         how = EXIT_STRING.search(log)
-        return (f"rank {rank} vanished ({how['text'].strip().lower() if how else 'exit code ' + found['code']}; "
+        return (f"{self._named(rank)} vanished ({how['text'].strip().lower() if how else 'exit code ' + found['code']}; "
                 "its connection dropped without a goodbye)")
+
+    def _named(self, rank: int) -> str:
+        """`rank 1 on node7`: on a multi-host run the host says where to look."""
+        host = next((h for (h, _), r in self._ranks_by_pid.items() if r == rank), None)
+        return f"rank {rank} on {host}" if host else f"rank {rank}"
 
     def _fail(self, reason: str) -> None:
         if self.status != "failed":
             self.status, self.reason = "failed", reason
 
     # ------------------------------------------------------------------ stop
-    async def stop(self) -> None:
+    async def stop(self, reason: str = "stopped by the user") -> None:
         """Interrupt: SIGTERM to the whole group, SIGKILL after a grace period; the run ends `interrupted`."""
-        self._stop_requested = True
+        if not self._stop_requested:
+            self._stop_requested, self.reason = True, self.reason or reason
         proc = self.proc
         if proc is None or proc.returncode is not None:
             return

@@ -16,10 +16,14 @@ from typing import Literal
 
 from engine import events as ev
 from engine.config import RunConfig
+from ens_tui.widgets import _format as fmt
 
-RankStatus = Literal["starting", "training", "done", "failed", "stopped"]
+RankStatus = Literal["starting", "training", "scoring", "done", "failed", "stopped"]
+"""`scoring`: every member the rank holds is trained; it scores them (and rank 0 writes the report) until goodbye."""
+Phase = Literal["starting", "training", "scoring", "finishing", "finished", "failed", "interrupted"]
 Level = Literal["debug", "info", "warning", "error"]
 
+BUSY: tuple[RankStatus, ...] = ("starting", "training", "scoring")
 END_STATUS: dict[str, RankStatus] = {"finished": "done", "failed": "failed", "interrupted": "stopped"}
 """What a rank still busy when the run ends is shown as."""
 HISTORY_SECONDS = 1.0
@@ -48,16 +52,21 @@ class RankState:
     host: str = "?"
     pid: int | None = None
     members: list[int] = field(default_factory=list)
-    member: int | None = None
+    """The share placement gave this rank (empty when members come from a queue)."""
+    current: list[int] = field(default_factory=list)
+    """The members the rank trains now, all at once under broadcast and fused; once trained, the last ones it held."""
     epoch: int | None = None
     epochs: int | None = None
     step: int | None = None
     steps: int | None = None
     loss: float | None = None
-    samples_per_s: float = 0.0
+    samples_per_s: float | None = None
+    """The rank's rate at its latest step report; None while it is not training or has not reported yet."""
     status: RankStatus = "starting"
     members_done: int = 0
     util: ev.Util | None = None
+    silent_s: float | None = None
+    """Seconds the launcher had heard nothing from this rank when it said so; None once it speaks again."""
     history: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
 
     @property
@@ -115,7 +124,19 @@ class RunState:
     @property
     def total_samples_per_s(self) -> float:
         """Sum of the latest throughput of every rank still training."""
-        return sum(r.samples_per_s for r in self.ranks.values() if r.status == "training")
+        return sum(r.samples_per_s or 0.0 for r in self.ranks.values() if r.status == "training")
+
+    @property
+    def phase(self) -> Phase:
+        """What the run does now: starting, training, scoring (every member trained, the report not saved yet),
+        finishing (report saved, the ranks saying goodbye), or how it ended."""
+        if self.done is not None:
+            return self.done.status
+        if self.report is not None:
+            return "finishing"
+        if self.members and self.members_done() >= self.total_members:
+            return "scoring"
+        return "training" if self.ranks else "starting"
 
     @property
     def progress(self) -> float:
@@ -127,12 +148,11 @@ class RunState:
 
     @property
     def elapsed(self) -> float:
-        """Seconds between the first event and the last one seen (the launcher's own count once it ended,
-        which includes the ranks' start-up before their first event)."""
+        """Seconds between the first event and the last one seen: the clock the log is stamped with (the
+        launcher's count from launch, start-up included, is only told in the run's last log line)."""
         if self.started_t is None or self.last_t is None:
             return 0.0
-        seen = max(self.last_t - self.started_t, 0.0)
-        return max(seen, self.done.seconds) if self.done is not None else seen
+        return max(self.last_t - self.started_t, 0.0)
 
     def elapsed_at(self, now: float) -> float:
         """Seconds since the first event at wall-clock `now` (live runs tick between events)."""
@@ -143,11 +163,12 @@ class RunState:
         return max(now - self.started_t, self.elapsed)
 
     def eta(self, elapsed: float) -> float | None:
-        """Seconds left, extrapolating the progress so far; None until there is enough to go on."""
-        p = self.progress
+        """Seconds of training left, extrapolating the progress so far: 0 once finished; None until there is
+        enough to go on, while scoring (no progress to extrapolate) and once the run failed or was interrupted."""
         if self.done is not None:
-            return 0.0
-        if p < 0.01 or elapsed <= 0:
+            return 0.0 if self.done.status == "finished" else None
+        p = self.progress
+        if p < 0.01 or p >= 1.0 or elapsed <= 0:
             return None
         return elapsed * (1.0 - p) / p
 
@@ -176,6 +197,8 @@ class RunState:
         self._advance_clock(event.t)
         source = "launcher" if event.rank is None else f"rank {event.rank}"
         new: list[LogEntry] = []
+        if event.rank is not None and event.rank in self.ranks and not isinstance(event, ev.RankSilent):
+            self.ranks[event.rank].silent_s = None
 
         def log(level: Level, text: str) -> None:
             new.append(LogEntry(event.t, level, source, text))
@@ -184,23 +207,21 @@ class RunState:
             case ev.Hello():
                 r = self.rank(event.rank or 0)
                 r.device, r.host, r.pid, r.members = event.device, event.host, event.pid, list(event.members)
-                members = ", ".join(map(str, event.members)) or "from the queue"
-                log("info", f"joined on {event.device} ({event.host}:{event.pid}), members {members}")
+                log("info", f"joined on {event.device} ({event.host}:{event.pid}), "
+                            f"members {fmt.members(event.members) or 'from the queue'}")
             case ev.MemberStart():
                 r = self.rank(event.rank or 0)
-                r.member, r.device, r.status = event.member, event.device, "training"
-                r.epoch, r.step, r.loss = 0, None, None
-                self.member(event.member).rank = event.rank
+                r.device = event.device
+                self._hold(r, event.member)
             case ev.Step():
                 r = self.rank(event.rank or 0)
-                r.status = "training"
-                r.member, r.epoch, r.step, r.steps = event.member, event.epoch, event.step, event.steps
+                self._hold(r, event.member)
+                r.epoch, r.step, r.steps = event.epoch, event.step, event.steps
                 r.loss, r.samples_per_s = event.loss, event.samples_per_s
                 self.peak_samples_per_s = max(self.peak_samples_per_s, self.total_samples_per_s)
                 if self.config is not None:
                     r.epochs = self.config.train.epochs
                 m = self.member(event.member)
-                m.rank = event.rank
                 x = event.epoch + min(event.step / event.steps, 1.0)
                 m.fraction = max(m.fraction, x / (r.epochs or max(event.epoch + 1, 1)))
                 m.losses.append((x, event.loss))
@@ -209,6 +230,10 @@ class RunState:
             case ev.Epoch():
                 r = self.rank(event.rank or 0)
                 r.epochs = event.epochs
+                if event.member in r.current and event.epoch >= (r.epoch or 0):
+                    # The epoch's last steps may fall between throttled reports: it ended, so all of them ran.
+                    r.epoch = event.epoch
+                    r.step = r.steps - 1 if r.steps is not None else None
                 m = self.member(event.member)
                 m.fraction = max(m.fraction, (event.epoch + 1) / event.epochs)
                 m.epoch_losses.append((float(event.epoch + 1), event.train_loss))
@@ -223,21 +248,23 @@ class RunState:
             case ev.MemberDone():
                 r = self.rank(event.rank or 0)
                 r.members_done += 1
-                r.samples_per_s = 0.0
                 m = self.member(event.member)
                 m.done, m.diverged, m.fraction = True, event.diverged, 1.0
                 m.val_accuracy = event.val_accuracy if event.val_accuracy is not None else m.val_accuracy
-                acc = f", val acc {event.val_accuracy:.1%}" if event.val_accuracy is not None else ""
+                if r.status == "training" and all(self.member(i).done for i in r.current):
+                    r.status, r.samples_per_s = "scoring", None
+                name = fmt.member(event.member)
+                acc = f", val acc {fmt.accuracy(event.val_accuracy)}" if event.val_accuracy is not None else ""
                 if event.diverged:
-                    log("warning", f"member {event.member} diverged and was stopped after {event.seconds:.1f} s")
+                    log("warning", f"{name} diverged and was stopped after {event.seconds:.1f} s")
                 else:
-                    log("info", f"member {event.member} done in {event.seconds:.1f} s{acc}")
+                    log("info", f"{name} done in {event.seconds:.1f} s{acc}")
             case ev.Log():
                 log(event.level, event.message)
             case ev.Error():
                 if event.rank is not None:
                     self.rank(event.rank).status = "failed"
-                    self.rank(event.rank).samples_per_s = 0.0
+                    self.rank(event.rank).samples_per_s = None
                 text = event.message + (f"\n{event.traceback.rstrip()}" if event.traceback else "")
                 log("error", text)
             case ev.PredictionsSaved():
@@ -246,27 +273,50 @@ class RunState:
                 self.report = event
                 log(
                     "info",
-                    f"report saved: accuracy {event.accuracy:.1%}, NLL {event.nll:.3f}, "
-                    f"ECE {event.ece:.3f}, MI {event.mutual_information:.3f}",
+                    f"report saved: accuracy {fmt.accuracy(event.accuracy)}, NLL {fmt.score(event.nll)}, "
+                    f"ECE {fmt.score(event.ece)}, MI {fmt.score(event.mutual_information)}",
                 )
             case ev.Goodbye():
                 r = self.rank(event.rank or 0)
                 if r.status != "failed":
                     r.status = "done"
-                r.samples_per_s = 0.0
+                r.samples_per_s = None
+            case ev.RankSilent():
+                r = self.rank(event.rank or 0)
+                if r.silent_s is None:
+                    new.append(LogEntry(event.t, "warning", "launcher",
+                                        f"rank {r.rank} silent for {event.seconds:.0f} s (stopped or hung?)"))
+                r.silent_s = event.seconds
             case ev.RunDone():
                 self.done = event
                 for r in self.ranks.values():
-                    r.samples_per_s = 0.0
-                    if r.status in ("starting", "training"):
+                    r.samples_per_s = None
+                    if r.status in BUSY:
                         r.status = END_STATUS[event.status]
                 reason = f": {event.reason}" if event.reason else ""
                 level: Level = "info" if event.status == "finished" else (
                     "warning" if event.status == "interrupted" else "error"
                 )
-                log(level, f"run {event.status} after {self.elapsed:.1f} s{reason}")
+                log(level, f"run {event.status} after {self.elapsed:.1f} s{self._since_launch(event)}{reason}")
         self.logs.extend(new)
         return new
+
+    def _hold(self, r: RankState, member: int) -> None:
+        """`member` trains on rank `r`: it joins the members the rank holds, or starts a new group once those
+        are all trained (a rank of the local strategy moving on to its next member)."""
+        self.member(member).rank = r.rank
+        if member not in r.current:
+            if all(self.member(i).done for i in r.current):
+                r.current, r.epoch, r.step, r.loss, r.samples_per_s = [], None, None, None, None
+            r.current.append(member)
+        r.status = "training"
+
+    def _since_launch(self, done: ev.RunDone) -> str:
+        """The launcher's count from launch, stated against the log's clock (which starts at the first event)."""
+        start_up = done.seconds - self.elapsed
+        if start_up < 0.05:
+            return ""
+        return f" ({done.seconds:.1f} s since launch: the ranks took {start_up:.1f} s to start)"
 
     def _advance_clock(self, t: float) -> None:
         """Record the throughput history for every whole sampling period that passed before `t`."""
@@ -279,4 +329,4 @@ class RunState:
         for _ in range(max(missed, 0)):
             self.total_history.append(self.total_samples_per_s)
             for r in self.ranks.values():
-                r.history.append(r.samples_per_s if r.status == "training" else 0.0)
+                r.history.append((r.samples_per_s or 0.0) if r.status == "training" else 0.0)

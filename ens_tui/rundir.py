@@ -5,6 +5,7 @@ Everything the dashboard shows can be rebuilt from these files (`ens-tui show ru
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -13,10 +14,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-import psutil
-
 from engine import events as ev
-from engine.atomic import atomic_write_text
+from engine.atomic import FILE_MODE, atomic_write_text
 from engine.config import RunConfig
 from engine.report_model import Report
 from engine.run_folder import RunFolder
@@ -29,17 +28,40 @@ class RunDirError(RuntimeError):
 MIN_FREE_BYTES = 64 * 2**20
 
 
+def output_dir_problem(output_dir: Path) -> str | None:
+    """Why run folders cannot be created under `output_dir`, or None; creates nothing, so a dry run can ask too.
+
+    The checks go to the nearest folder that exists, since that is where mkdir would start.
+    """
+    where = f"output_dir {output_dir}"
+    target = Path(os.path.abspath(output_dir))
+    existing = next(p for p in (target, *target.parents) if os.path.exists(p))
+    if not existing.is_dir():
+        return (f"{where}: is a file, not a folder" if existing == target
+                else f"{where}: cannot create it: {existing} is a file, not a folder")
+    stat = os.statvfs(existing)
+    if stat.f_blocks == 0:
+        return f"{where}: {existing} is on a pseudo file system (like /proc or /sys), not storage for run folders"
+    if stat.f_flag & os.ST_RDONLY:
+        return f"{where}: {existing} is on a read-only file system"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{where}: " + ("not writable by this user" if existing == target
+                               else f"cannot create it: {existing} is not writable by this user")
+    free = shutil.disk_usage(existing).free
+    if free < MIN_FREE_BYTES:
+        return f"{where}: only {free // 2**20} MiB free; need at least {MIN_FREE_BYTES // 2**20}"
+    return None
+
+
 def check_output_dir(output_dir: Path) -> None:
     """Refuse an output folder that cannot be created, written, or has no room — before any rank starts."""
+    problem = output_dir_problem(output_dir)
+    if problem:
+        raise RunDirError(problem)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise RunDirError(f"output_dir {output_dir}: cannot create it ({err.strerror})") from None
-    if not os.access(output_dir, os.W_OK | os.X_OK):
-        raise RunDirError(f"output_dir {output_dir}: not writable by this user")
-    free = shutil.disk_usage(output_dir).free
-    if free < MIN_FREE_BYTES:
-        raise RunDirError(f"output_dir {output_dir}: only {free // 2**20} MiB free; need at least {MIN_FREE_BYTES // 2**20}")
 
 
 def create_run_dir(config: RunConfig) -> Path:
@@ -72,6 +94,69 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
     return json.loads(RunFolder(run_dir).info.read_text())
 
 
+class RunLock:
+    """The launcher's claim on a run folder, held for the launcher's whole life.
+
+    A run is running exactly while its lock is held: the kernel drops a flock when its holder dies, however it
+    dies (SIGKILL included), so "running" cannot go stale, and two launchers can never drive one folder.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = RunFolder(run_dir).lock
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise RunDirError; a reader's brief probe (`is_running`) is waited out."""
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        except OSError as err:
+            raise RunDirError(f"{self.path}: cannot open the run's lock file ({err.strerror})") from None
+        for attempt in range(20):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if attempt < 19:
+                    time.sleep(0.025)
+                continue
+            self._fd = fd
+            return
+        os.close(fd)
+        raise RunDirError(f"{self.path.parent}: still running (another ens-tui holds {self.path.name}); "
+                          "stop it before resuming")
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def is_running(run_dir: Path) -> bool:
+    """Whether a launcher holds the run's lock (a shared probe: it never blocks, never creates the file)."""
+    try:
+        fd = os.open(RunFolder(run_dir).lock, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+LAUNCHER_LOST = "launcher lost: it ended without recording how the run ended"
+
+
+def run_status(run_dir: Path, info: dict[str, Any]) -> tuple[str, str]:
+    """(status, reason) as it really is: a run.json that says `running` while no launcher holds the lock was
+    left by a launcher that died (SIGKILL, power loss), so the run is interrupted."""
+    status, reason = str(info.get("status", "unknown")), str(info.get("reason", ""))
+    if status == "running" and not is_running(run_dir):
+        return "interrupted", LAUNCHER_LOST
+    return status, reason
+
+
 def check_resumable(run_dir: Path) -> dict[str, Any]:
     """Refuse to resume what is not a run, is finished, or is still running; returns its run.json."""
     folder = RunFolder(run_dir)
@@ -83,12 +168,11 @@ def check_resumable(run_dir: Path) -> dict[str, Any]:
         raise RunDirError(f"{folder.info}: unreadable ({err})") from None
     if not isinstance(info, dict):
         raise RunDirError(f"{folder.info}: not a run record (expected a JSON object)")
-    status = info.get("status")
+    status, _ = run_status(run_dir, info)
     if status == "finished":
         raise RunDirError(f"{run_dir}: already finished; nothing to resume (its report is in {folder.report_md.name})")
-    launcher = info.get("launcher_pid")
-    if status == "running" and launcher and psutil.pid_exists(launcher) and launcher != os.getpid():
-        raise RunDirError(f"{run_dir}: still running (launcher pid {launcher}); stop it before resuming")
+    if is_running(run_dir):
+        raise RunDirError(f"{run_dir}: still running (its launcher holds {folder.lock.name}); stop it before resuming")
     return info
 
 
@@ -109,18 +193,50 @@ class EventLog:
         self.fh.close()
 
 
-def read_events(run_dir: Path) -> list[ev.Event]:
-    """Replay a run: every event it recorded, in order (a torn last line is skipped)."""
-    out: list[ev.Event] = []
+class RecordedEvents(list[ev.Event]):
+    """What read_events found: the events in order, and how many lines were not one (`skipped`)."""
+
+    skipped: int = 0
+
+
+def read_events(run_dir: Path) -> RecordedEvents:
+    """Replay a run: every event it recorded, in order; an unreadable line (torn, corrupted) is skipped and counted.
+
+    Raises RunDirError (one line) when events.jsonl exists but cannot be read at all.
+    """
     path = RunFolder(run_dir).events
-    if not path.exists():
-        return out
-    for line in path.read_text(encoding="utf-8").splitlines():
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return RecordedEvents()
+    except OSError as err:
+        raise RunDirError(f"{path}: cannot read it ({err.strerror or err})") from None
+    return decode_lines(data)
+
+
+def decode_lines(data: bytes) -> RecordedEvents:
+    """The events in lines of events.jsonl, each decoded on its own: one bad byte costs its line, not the rest."""
+    out = RecordedEvents()
+    for line in data.splitlines():
+        if not line.strip():
+            continue
         try:
             out.append(ev.decode(line))
         except ev.FrameError:
-            continue
+            out.skipped += 1
     return out
+
+
+def lost_run_done(run_dir: Path, t: float | None = None) -> ev.RunDone:
+    """The end of a run whose events.jsonl has no `run_done`: its launcher died (or could no longer write),
+    so the run is what run.json and the lock say — interrupted, unless run.json recorded more."""
+    try:
+        status, reason = run_status(run_dir, read_run_info(run_dir))
+    except (OSError, ValueError):
+        status, reason = "interrupted", LAUNCHER_LOST
+    if status not in ("finished", "failed", "interrupted"):
+        status, reason = "interrupted", reason or LAUNCHER_LOST
+    return ev.RunDone(status=status, reason=reason, **({"t": t} if t is not None else {}))  # type: ignore[arg-type]
 
 
 def read_report(run_dir: Path) -> Report | None:

@@ -7,6 +7,7 @@ The figures and the dashboard's tabs are tested against it until every real run 
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from engine.report_model import (
     Selective,
     Shift,
     ShiftPoint,
+    SizeSpread,
 )
 from engine.run_folder import RunFolder
 
@@ -73,6 +75,23 @@ def _shift_points(accuracy: float, ece: float, worse: float) -> list[ShiftPoint]
     return points
 
 
+def _size_subsets(base: Report) -> list[SizeSpread]:
+    """Size 1 the members' own spread, the full size the ensemble, sizes between closing in on it as a real run's."""
+    members = [m for m in base.members if not m.diverged and m.accuracy is not None and m.nll is not None]
+    k = len(members)
+    curve = []
+    for size in range(1, k + 1):
+        t = (size - 1) / max(k - 1, 1)
+        spread = {}
+        for key, ens in (("accuracy", base.ensemble.accuracy), ("nll", base.ensemble.nll)):
+            values = np.array([getattr(m, key) for m in members], dtype=float)
+            values = values + (ens - values.mean()) * t ** 0.5 - (values - values.mean()) * t
+            spread |= {key: float(values.mean()), f"{key}_sd": float(values.std()), f"{key}_min": float(values.min()),
+                       f"{key}_max": float(values.max())}
+        curve.append(SizeSpread(size=size, subsets=math.comb(k, size), **spread))
+    return curve
+
+
 def full_report(base: Report | None = None) -> Report:
     """`base` (the recorded report by default) with every optional section filled in."""
     base = base or recorded_report()
@@ -117,6 +136,7 @@ def full_report(base: Report | None = None) -> Report:
             confusion=confusion.tolist(),
         ),
         "ood": ood,
+        "ensemble_size_subsets": _size_subsets(base),
     })
 
 

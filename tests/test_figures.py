@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.figures import FIGURES, draw_figures
+from engine.figures import FIGURES, draw_figures, ensemble_size
 from engine.report_html import write_html
 from engine.run_folder import RunFolder
 from tests.conftest import REPO
@@ -58,6 +58,25 @@ def test_an_old_report_draws_what_it_has_and_drops_stale_figures(tmp_path: Path)
     figures = draw_figures(folder, recorded_report())
     assert figures == [f"figures/{name}.png" for name in OLD_REPORT_FIGURES]
     assert sorted(p.name for p in folder.figures.iterdir()) == sorted(f"{name}.png" for name in OLD_REPORT_FIGURES)
+
+
+def test_the_size_figure_shows_the_subset_mean_and_its_range_and_says_so(tmp_path: Path) -> None:
+    report, with_subsets = recorded_report(), full_report()
+    subsets = with_subsets.ensemble_size_subsets
+    legends = {}
+    for name, r in (("old", report), ("new", with_subsets)):
+        fig = ensemble_size(r)
+        assert fig is not None
+        legends[name] = [t.get_text() for t in fig.legends[0].get_texts()]
+        bands = [c for ax in fig.axes for c in ax.collections]
+        assert len(bands) == (2 if name == "new" else 0), name  # the min–max band, on both panels
+    assert legends["old"] == ["first k members (member order)", "mean member"]
+    assert legends["new"] == ["mean over random subsets of k", "their range (min–max)",
+                              "first k members (member order)", "mean member"]
+    page = write_html(RunFolder(tmp_path), with_subsets, []).read_text(encoding="utf-8")
+    one = subsets[0]
+    assert "the mean over random member subsets of each size" in page
+    assert f"<td>{one.accuracy:.2%} ± {one.accuracy_sd:.2%}</td>" in page
 
 
 def test_the_predictions_lend_the_uncertain_inputs_their_colours(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from engine import ood as O
 from engine import selective as S
 from engine import uncertainty as U
 from engine.predictions import save_predictions
-from engine.report import build_report, main, to_markdown
+from engine.report import SIZE_SUBSETS, build_report, main, size_subsets, to_markdown
 from engine.report_model import Report
 
 RECORDED_REPORT = Path(__file__).parent / "tui" / "fixtures" / "recorded-run" / "report.json"
@@ -368,8 +368,56 @@ def test_a_diverged_member_stays_out_of_every_section() -> None:
     kept["sets"] = {k: v[[0, 2, 3]] for k, v in kept["sets"].items()}
     kept["logits"] = {k: v[[0, 2, 3]] for k, v in kept["logits"].items()}
     clean = build_report(kept)
-    for section in ("calibration", "selective", "shift", "diversity", "per_class", "ood", "thresholds"):
+    for section in ("calibration", "selective", "shift", "diversity", "per_class", "ood", "thresholds",
+                    "ensemble_size_subsets"):
         assert getattr(report, section) == getattr(clean, section), section
+
+
+# --------------------------------------------------------------------------- ensemble size
+
+
+def test_the_size_curve_over_member_subsets_runs_from_the_mean_member_to_the_ensemble() -> None:
+    pred = full_payload(members=5)
+    report = build_report(pred)
+    curve = report.ensemble_size_subsets
+    assert [(p.size, p.subsets) for p in curve] == [(1, 5), (2, 10), (3, 10), (4, 5), (5, 1)]  # every subset
+    one, every = curve[0], curve[-1]
+    assert (one.accuracy, one.nll) == (report.mean_member.accuracy, report.mean_member.nll)
+    assert (every.accuracy, every.nll) == (report.ensemble.accuracy, report.ensemble.nll)
+    assert every.accuracy_sd == every.nll_sd == 0 and every.nll_min == every.nll_max == every.nll
+    scores = [m.nll for m in report.members]
+    assert (one.nll_min, one.nll_max, one.nll_sd) == (min(scores), max(scores), pytest.approx(np.std(scores)))
+    test, labels = pred["sets"]["test"], pred["labels"]
+    pairs = [(U.accuracy(test[[i, j]].mean(0), labels), U.nll(test[[i, j]].mean(0), labels))
+             for i, j in combinations(range(5), 2)]
+    assert (curve[1].accuracy, curve[1].nll) == pytest.approx(tuple(np.mean(pairs, axis=0)), rel=1e-12)
+    md = to_markdown(report)
+    assert "over random member subsets of each size" in md
+    assert f"| 1 | 5 | {one.accuracy:.4f} ± {one.accuracy_sd:.4f} |" in md
+
+
+def test_the_subset_curve_does_not_depend_on_member_order_where_the_first_k_curve_does() -> None:
+    pred = full_payload(members=4)
+    order = [3, 1, 0, 2]
+    shuffled = {**pred, "sets": {k: v[order] for k, v in pred["sets"].items()},
+                "logits": {k: v[order] for k, v in pred["logits"].items()}}
+    before, after = build_report(pred), build_report(shuffled)
+    assert before.ensemble_size_curve[0] != after.ensemble_size_curve[0]
+    for a, b in zip(before.ensemble_size_subsets, after.ensemble_size_subsets, strict=True):
+        assert a.model_dump() == pytest.approx(b.model_dump(), rel=1e-12)
+
+
+def test_many_members_score_a_bounded_seeded_sample_of_subsets() -> None:
+    rng = np.random.default_rng(4)
+    probs = dirichlet(rng, 12, 80, 4)
+    labels = rng.integers(0, 4, 80)
+    curve = size_subsets(probs, labels)
+    assert [p.subsets for p in curve] == [12, *[SIZE_SUBSETS] * 9, 12, 1]
+    assert curve == size_subsets(probs, labels), "the same subsets on every re-score"
+    assert curve != size_subsets(probs, labels, seed=1)
+    assert curve[0].accuracy == np.mean([U.accuracy(p, labels) for p in probs])
+    assert curve[-1].nll == U.nll(probs.mean(0), labels)
+    assert all(p.accuracy_min <= p.accuracy <= p.accuracy_max and p.nll_min <= p.nll <= p.nll_max for p in curve)
 
 
 def test_the_best_member_is_chosen_on_the_validation_split() -> None:

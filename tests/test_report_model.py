@@ -78,6 +78,15 @@ def test_newer_and_older_reports_still_open(tmp_path: Path) -> None:
     assert report.ood == {} and report.most_uncertain == [] and report.ensemble_size_curve == []
 
 
+def test_a_report_from_before_the_subset_size_curve_opens_with_it_empty_and_a_new_one_keeps_it(tmp_path: Path) -> None:
+    assert "ensemble_size_subsets" not in json.loads(RECORDED_REPORT.read_text())
+    assert Report.read(RECORDED_REPORT).ensemble_size_subsets == []
+    report = build_report(full_payload())
+    assert len(report.ensemble_size_subsets) == report.members_count
+    json_path, _ = write_report(tmp_path, report, "t")
+    assert Report.read(json_path).ensemble_size_subsets == report.ensemble_size_subsets
+
+
 @pytest.mark.parametrize(
     ("text", "why"),
     [("{", "not JSON"), ('{"dataset": "digits"}', "not a valid report: members_count"),

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,6 +23,8 @@ from ens_tui.server import Disconnected, EventServer
 from tests.conftest import run_launcher, tiny_config
 
 TOKEN = "t" * 64
+STOLEN = "<the run's token>"
+"""Stands in for the real token in frames drawn before the run, which has none yet."""
 GENUINE = [
     ev.to_dict(ev.Step(rank=0, member=0, epoch=0, step=3, steps=10, loss=0.5, samples_per_s=100.0)),
     ev.to_dict(ev.Epoch(rank=0, member=1, epoch=0, epochs=2, train_loss=0.4, val_accuracy=0.9, seconds=1.0)),
@@ -92,18 +95,22 @@ def test_five_thousand_hostile_frames_during_a_real_run_change_nothing(tmp_path:
     # Hypothesis draws the hostile traffic up front, so none of its work competes with the live window.
     batches: list[bytes] = []
     sent: list[int] = []
+    openers = {"none": b"", "forged": json.dumps({**GENUINE[-1], "token": "0" * 64}).encode() + b"\n",
+               "stolen": json.dumps({**GENUINE[-1], "token": STOLEN}).encode() + b"\n"}
 
     @settings(max_examples=125, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-    @given(st.lists(frames, min_size=40, max_size=40), st.booleans())
-    def draw(batch: list[bytes], with_hello: bool) -> None:
-        # Strangers may open with a forged hello (a genuine rank number, a wrong token) or skip it.
-        opener = json.dumps({**GENUINE[-1], "token": "0" * 64}).encode() + b"\n" if with_hello else b""
-        batches.append(opener + b"".join(batch))
+    @given(st.lists(frames, min_size=40, max_size=40), st.sampled_from(sorted(openers)))
+    def draw(batch: list[bytes], opener: str) -> None:
+        # Strangers open with a hello for a genuine rank number, with a wrong token or with the real one
+        # (read from mpiexec's environment, as its user can), or skip it.
+        batches.append(openers[opener] + b"".join(batch))
         sent.append(len(batch))
 
     draw()
     assert sum(sent) >= 5000
+    stolen = sum(b.startswith(openers["stolen"]) for b in batches)
+    assert stolen > 0
 
     _, quiet = run_launcher(tiny_config(tmp_path / "quiet", **sections))
     config = tiny_config(tmp_path / "noisy", **sections)
@@ -116,14 +123,15 @@ def test_five_thousand_hostile_frames_during_a_real_run_change_nothing(tmp_path:
     while endpoint is None and time.monotonic() < deadline:
         for folder in map(RunFolder, runs.glob("*")):
             if folder.is_run() and folder.events.exists() and folder.events.read_text().count('"hello"') == 2:
-                endpoint = json.loads(folder.info.read_text())["endpoint"]
+                info = json.loads(folder.info.read_text())
+                endpoint, token = info["endpoint"], psutil.Process(info["pid"]).environ()[ev.TOKEN_ENV]
         time.sleep(0.05)
     assert endpoint, "the run never started"
     host, _, port = endpoint.rpartition(":")
     for payload in batches:
         with socket.create_connection((host, int(port)), timeout=5) as conn:
             try:
-                conn.sendall(payload)
+                conn.sendall(payload.replace(STOLEN.encode(), token.encode(), 1))
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the server hung up on us, as it should
     last_sent = time.time()
@@ -132,6 +140,8 @@ def test_five_thousand_hostile_frames_during_a_real_run_change_nothing(tmp_path:
     assert noisy.status == "finished", noisy.reason
     assert events[-1].t > last_sent, "the noise must land while the ranks train"
     assert sum(noisy.server.dropped.values()) > 0
+    assert noisy.server.dropped["not a rank process"] == stolen, noisy.server.dropped
+    assert noisy.server.dropped["duplicate hello"] == 0
     assert sum(isinstance(e, ev.Hello) for e in events) == 2
     np.testing.assert_allclose(
         load_predictions(RunFolder(noisy.run_dir).predictions)["sets"]["test"],

@@ -68,7 +68,11 @@ def _can_open_folders() -> bool:
 
 
 class ReportScreen(Screen[None]):
-    """Eight tabs (1–8); o opens the run folder, e exports, n starts another run, esc returns to the dashboard."""
+    """Eight tabs (1–8, ←/→); the shown tab's content takes the scroll keys; l puts the OOD histograms on a log
+    axis; o opens the run folder, e exports, n starts another run, esc returns to the dashboard."""
+
+    AUTO_FOCUS = None
+    """The shown tab's content takes the focus (`_focus_tab`), not the first focusable widget: the tab bar."""
 
     DEFAULT_CSS = """
     ReportScreen.-narrow-tabs #report-tabs Tab { padding: 0 0 0 1; }
@@ -89,6 +93,9 @@ class ReportScreen(Screen[None]):
         Binding("6", "tab('selective')", "Selective", show=False),
         Binding("7", "tab('shift')", "Shift", show=False),
         Binding("8", "tab('diversity')", "Diversity", show=False),
+        Binding("left", "step_tab(-1)", "Previous tab", show=False),
+        Binding("right", "step_tab(1)", "Next tab", show=False),
+        Binding("l", "log_y", "Log y"),
         Binding("o", "open_folder", "Open folder"),
         Binding("e", "export", "Export"),
         Binding("n", "app.new_run", "New run"),
@@ -113,16 +120,18 @@ class ReportScreen(Screen[None]):
                     yield MetricsTable(report, id="metrics")
                     yield Static(Text("uncertainty (mean over the test set, nats)", style="bold"), classes="section")
                     yield UncertaintyPanel(report.uncertainty, id="uncertainty")
-                    yield SizeCurvePlot(report.ensemble_size_curve, id="size-curve")
-            with TabPane("2 calibration", id="calibration"):
+                    yield SizeCurvePlot(report.ensemble_size_curve, report.ensemble_size_subsets, id="size-curve")
+            with TabPane("2 calibration", id="calibration"), VerticalScroll():
                 yield from self._calibration()
             with TabPane("3 OOD", id="ood"):
                 with VerticalScroll():
                     if any(result.scores for result in report.ood.values()):
                         yield OodScoresTable(report.ood, id="ood-scores")
                     with Grid(id="ood-grid"):
+                        top = max((r.entropy_hist.bins[-1] for r in report.ood.values() if r.entropy_hist.bins),
+                                  default=None)
                         for name, result in report.ood.items():
-                            yield EntropyHistogram(name, result)
+                            yield EntropyHistogram(name, result, top)
                         if not report.ood:
                             yield Static("no OOD sets in this run", classes="empty")
             with TabPane("4 inputs", id="inputs"):
@@ -138,11 +147,11 @@ class ReportScreen(Screen[None]):
                 else:
                     yield Static("this run was written by an older ens-tui (its report has no input spec): "
                                  "train it again to predict with it", classes="empty")
-            with TabPane("6 selective", id="selective"):
+            with TabPane("6 selective", id="selective"), VerticalScroll():
                 yield from self._selective()
-            with TabPane("7 shift", id="shift"):
+            with TabPane("7 shift", id="shift"), VerticalScroll():
                 yield from self._shift()
-            with TabPane("8 diversity", id="diversity"):
+            with TabPane("8 diversity", id="diversity"), VerticalScroll():
                 yield from self._diversity()
         yield Footer()
 
@@ -178,30 +187,29 @@ class ReportScreen(Screen[None]):
         if shift is None:
             yield Static(Text(NOT_IN_RUN["shift"]), classes="empty")
             return
-        with VerticalScroll():
-            yield Static(headline(shift), id="shift-headline")
-            with Horizontal(classes="plot-pair"):
-                yield ShiftPlot(shift, "accuracy", id="shift-accuracy")
-                yield ShiftPlot(shift, "ece", id="shift-ece")
-            yield ShiftTable(shift, id="shift-table")
+        yield Static(headline(shift), id="shift-headline")
+        with Horizontal(classes="plot-pair"):
+            yield ShiftPlot(shift, "accuracy", id="shift-accuracy")
+            yield ShiftPlot(shift, "ece", id="shift-ece")
+        yield ShiftTable(shift, id="shift-table")
 
     def _diversity(self) -> ComposeResult:
         """How differently the members answer, then the ensemble per class and its confusion matrix."""
         report = self.report
-        with VerticalScroll():
-            if report.diversity is not None:
-                yield DiversityPanel(report.diversity, id="diversity-panel")
-            else:
-                yield Static(Text(NOT_IN_RUN["diversity"]), classes="empty")
-            if report.per_class is not None:
-                with Grid(id="classes-grid"):
-                    yield ClassTable(report.per_class, id="class-table")
-                    yield ConfusionTable(report.per_class, id="confusion")
-            else:
-                yield Static(Text(NOT_IN_RUN["per_class"]), classes="empty")
+        if report.diversity is not None:
+            yield DiversityPanel(report.diversity, id="diversity-panel")
+        else:
+            yield Static(Text(NOT_IN_RUN["diversity"]), classes="empty")
+        if report.per_class is not None:
+            with Grid(id="classes-grid"):
+                yield ClassTable(report.per_class, id="class-table")
+                yield ConfusionTable(report.per_class, id="confusion")
+        else:
+            yield Static(Text(NOT_IN_RUN["per_class"]), classes="empty")
 
     def on_mount(self) -> None:
         self._fit_grids()
+        self._focus_tab(self.query_one(TabbedContent).active_pane)
 
     def on_resize(self) -> None:
         self._fit_grids()
@@ -230,11 +238,38 @@ class ReportScreen(Screen[None]):
         """Switch to one of the eight tabs."""
         self.query_one(TabbedContent).active = tab
 
+    def action_step_tab(self, step: int) -> None:
+        """The tab before or after the shown one (the arrows, where the content cannot scroll sideways)."""
+        tabs = self.query_one(TabbedContent)
+        tabs.active = TABS[(TABS.index(tabs.active) + step) % len(TABS)] if tabs.active in TABS else TABS[0]
+
     def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
-        """The predict tab is for typing: its path field takes the keys as soon as it shows."""
-        if event.pane.id == "predict":
-            for field in self.query("#predict-path").results(Input):
-                field.focus()
+        self._focus_tab(event.pane)
+        self.refresh_bindings()
+
+    def _focus_tab(self, pane: TabPane | None) -> None:
+        """The shown tab takes the keys: the predict tab's path field, any other tab's scroll container (so the
+        arrows and PgDn scroll it at once, without Tab first)."""
+        if pane is None:
+            return
+        for widget in (*pane.query("#predict-path").results(Input), *pane.query(VerticalScroll).results()):
+            widget.focus()
+            return
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """`l` is offered on the OOD tab only; the arrows leave the predict tab's file tree and field alone."""
+        if action == "log_y":
+            return self.query_one(TabbedContent).active == "ood"
+        if action == "step_tab":
+            return self.query_one(TabbedContent).active != "predict"
+        return True
+
+    def action_log_y(self) -> None:
+        """The OOD histograms' share axis: linear or log (where the thin tails show)."""
+        histograms = list(self.query(EntropyHistogram).results())
+        log = not any(h.log_y for h in histograms)
+        for histogram in histograms:
+            histogram.log_y = log
 
     def action_dashboard(self) -> None:
         """Back to the run's dashboard (the screen underneath)."""
@@ -255,22 +290,26 @@ class ReportScreen(Screen[None]):
             self.notify(path, title="Run folder (path copied)")
 
     def action_export(self) -> None:
-        """Save this screen as SVG, then (re)draw the figures and report.html next to report.md and report.json."""
-        svg = self.app.save_screenshot(filename="report.svg", path=str(self.run_dir))
-        self.notify("drawing the figures and report.html …", title="Exporting")
-        self.draw_figures(Path(svg).name)
+        """The whole report as report.svg (every tab, full height), the figures and report.html, next to
+        report.md and report.json."""
+        self.notify("drawing report.svg (every tab), the figures and report.html …", title="Exporting")
+        width, height = self.app.size
+        self.export(width, height, self.app.theme)
 
-    @work(thread=True, exclusive=True, group="export", exit_on_error=False, description="figures")
-    def draw_figures(self, svg: str) -> None:
-        """figures/*.png and report.html from the report on screen (matplotlib, in a thread: it takes seconds)."""
-        # Imported here: matplotlib takes about a second to load, and only exporting needs it.
+    @work(thread=True, exclusive=True, group="export", exit_on_error=False, description="export")
+    def export(self, width: int, height: int, theme: str) -> None:
+        """report.svg at this terminal's width, figures/*.png and report.html (in a thread: it takes seconds)."""
+        # Imported here: matplotlib takes about a second to load, and only exporting needs it (and
+        # ens_tui.report_svg imports this module).
         from engine.figures import draw_figures
         from engine.report_html import write_html
+        from ens_tui.report_svg import export_svg
 
         folder = RunFolder(self.run_dir)
+        svg = export_svg(folder.path, width=width, height=height, theme=theme)
         figures = draw_figures(folder, self.report)
         write_html(folder, self.report, figures)
-        names = [svg, folder.report_html.name, f"figures/ ({len(figures)} PNG)"]
+        names = [f"{svg.name} (all {len(TABS)} tabs)", folder.report_html.name, f"figures/ ({len(figures)} PNG)"]
         names += [p.name for p in (folder.report_md, folder.report_json) if p.exists()]
         self.app.call_from_thread(self.notify, f"{self.run_dir}/: " + ", ".join(names), title="Exported")
 

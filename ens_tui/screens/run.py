@@ -50,7 +50,7 @@ class RunLauncher(Protocol):
 
     def events(self) -> Any: ...
 
-    async def stop(self) -> None: ...
+    async def stop(self, reason: str = ...) -> None: ...
 
 
 STATUS_STYLE = {"finished": "bold green", "failed": "bold red", "interrupted": "bold yellow"}
@@ -64,6 +64,7 @@ class RunScreen(Screen[None]):
         Binding("x", "stop", "Stop run"),
         Binding("n", "new_run", "New run"),
         Binding("l", "focus_log", "Log", show=False),
+        Binding("v", "loss_view", "Loss view"),
         Binding("question_mark", "app.help", "Keys"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -98,9 +99,15 @@ class RunScreen(Screen[None]):
         """The launcher's RunDone as the reader saw it (its message may still be queued)."""
 
     @property
+    def attached(self) -> bool:
+        """This screen follows a run another process drives (`ens-tui show` on a running run): leaving it, or
+        quitting, never stops that run."""
+        return bool(getattr(self.launcher, "attached", False))
+
+    @property
     def live(self) -> bool:
         """True while this screen drives a run that has not ended."""
-        return self.launcher is not None and self.state.running
+        return self.launcher is not None and not self.attached and self.state.running
 
     # ------------------------------------------------------------------ layout
 
@@ -124,12 +131,11 @@ class RunScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self._compact(self.size.height)
+        for event in self._replay:  # a replay, or what an attached run recorded before this screen opened
+            self._fold(event)
         if self.launcher is not None:
             self._reader = self.read_events()
             self.set_interval(REDRAW_SECONDS, self._tick)
-        else:
-            for event in self._replay:
-                self._fold(event)
         self._sync_views()
 
     def on_resize(self) -> None:
@@ -231,12 +237,14 @@ class RunScreen(Screen[None]):
             title.append(config.name, style="bold")
             title.append(f"  {config.parallel.strategy} · {ranks_summary(config)} · {t.members} members × "
                          f"{t.epochs} epochs · {config.data.dataset}", style="dim")
-        done = self.state.done
-        if done is None:
-            status = Text("  ● starting" if not self.state.ranks else "  ● training", style="bold green")
+        phase = self.state.phase
+        if self.state.running:
+            status = Text(f"  ● {phase}", style="bold green")
         else:
-            status = Text(f"  ■ {done.status}", style=STATUS_STYLE[done.status])
+            status = Text(f"  ■ {phase}", style=STATUS_STYLE[phase])
         title.append_text(status)
+        if self.attached:
+            title.append(" · attached", style="bold cyan")
         if self.run_dir is not None:
             title.append(f"  {self.run_dir}", style="dim")
         return title
@@ -275,12 +283,16 @@ class RunScreen(Screen[None]):
         """Focus the log so it can be scrolled with the arrows."""
         self.query_one(LogPane).focus()
 
-    async def stop_run(self) -> None:
+    def action_loss_view(self) -> None:
+        """Cycle the loss plot through linear, log-y and smoothed views."""
+        self.query_one(LossPlot).next_view()
+
+    async def stop_run(self, reason: str = "stopped by the user") -> None:
         """Stop every rank and wait until the launcher's last event (RunDone) has been folded in."""
         if self.launcher is None or not self.state.running:
             return
         self.notify("stopping every rank…", timeout=3)
-        await self.launcher.stop()
+        await self.launcher.stop(reason)
         # Wait on the reader itself, not on its messages: this may run inside this screen's own
         # message handler, where the queued RunFinished cannot be handled until it returns.
         try:

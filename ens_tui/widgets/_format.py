@@ -1,8 +1,42 @@
-"""Number formatting shared by the widgets (one place, so every panel reads the same way)."""
+"""Number and name formatting shared by the dashboard, its log and the headless view (one place, so every
+view reads the same way: members m0, m1…; epochs counted from 1; accuracies as percentages)."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
+
+
+def member(index: int) -> str:
+    """A member as every view names it: m0, m1… (the report's member indices)."""
+    return f"m{index}"
+
+
+def members(indices: Iterable[int]) -> str:
+    """Several members: m0, m2."""
+    return ", ".join(map(member, indices))
+
+
+def position(index: int, total: int | None = None) -> str:
+    """A 0-based epoch or step counted from 1, out of `total` when known: 3/8."""
+    return f"{index + 1}/{total}" if total else str(index + 1)
+
+
+def accuracy(value: float | None) -> str:
+    """An accuracy (0..1) as a percentage: 96.38%."""
+    return "–" if value is None else f"{value:.2%}"
+
+
+def score(value: float | None) -> str:
+    """A report score (NLL, Brier, ECE, entropy, mutual information): 0.0210."""
+    return "–" if value is None else f"{value:.4f}"
+
+
+def loss(value: float | None) -> str:
+    """A training loss or validation NLL while training: 0.412."""
+    return "–" if value is None else f"{value:.3f}"
 
 
 def rate(value: float | None) -> str:
@@ -41,17 +75,22 @@ def megabytes(mb: float | None) -> str:
 
 def bar(fraction: float, width: int = 8) -> str:
     """A horizontal bar of eighths, e.g. for CPU %; fraction is clamped to 0..1."""
-    fraction = min(max(fraction, 0.0), 1.0)
+    fraction = min(max(fraction, 0.0), 1.0) if math.isfinite(fraction) else 0.0
     eighths = int(round(fraction * width * 8))
     full, part = divmod(eighths, 8)
     partial = " ▏▎▍▌▋▊▉"[part] if part else ""
     return ("█" * full + partial).ljust(width, "·")[:width]
 
 
-def spark(values: list[float], width: int) -> str:
-    """An inline sparkline of the last `width` values, scaled to their maximum."""
+def spark(values: list[float], width: int, height: int = 1) -> list[str]:
+    """The last `width` values as bars `height` rows tall (top row first), scaled from 0 to their maximum.
+
+    Zero is the floor (▁): an idle stretch reads as idle, where a min-to-max scale draws a lone sample as a
+    full bar and a steady rate as no rate at all.
+    """
+    n = len(SPARK_CHARS)
     tail = values[-width:] if width > 0 else []
     top = max(tail, default=0.0)
-    if top <= 0:
-        return SPARK_CHARS[0] * len(tail)
-    return "".join(SPARK_CHARS[min(int(v / top * (len(SPARK_CHARS) - 1) + 0.5), len(SPARK_CHARS) - 1)] for v in tail)
+    levels = [min(int(v / top * (n * height - 1) + 0.5), n * height - 1) if top > 0 else 0 for v in tail]
+    return ["".join("█" if level >= low + n else " " if level < low else SPARK_CHARS[level - low] for level in levels)
+            for low in range(n * (height - 1), -1, -n)]

@@ -4,12 +4,30 @@ from __future__ import annotations
 
 from rich.color import Color
 
-ENSEMBLE = "blue+"
-"""The ensemble's lines (plotext colour name)."""
-MEMBER = "orange"
-"""The mean member's lines (plotext colour name)."""
+RGB = tuple[int, int, int]
+"""A colour both plotext (a data colour) and Rich (a legend's key) take: no name that each maps differently."""
+
+ENSEMBLE: RGB = (59, 142, 234)
+"""The ensemble's lines."""
+MEMBER: RGB = (245, 130, 48)
+"""The mean member's lines (plotext's own "orange" is a yellow)."""
+IN_DIST: RGB = (150, 150, 150)
+"""In-distribution test inputs, against an OOD set."""
+OOD: RGB = (230, 60, 75)
+"""An OOD set."""
+GUIDE: RGB = (128, 128, 128)
+"""Reference lines: perfect calibration."""
+SERIES: tuple[RGB, ...] = ((0, 130, 200), (60, 180, 75), (230, 25, 75), (255, 225, 25), (245, 130, 48),
+                           (145, 30, 180), (70, 240, 240), (240, 50, 230))
+"""One colour per member, as many as the loss plot labels (its LEGEND_LIMIT), then repeated."""
 WINNER = "bold green"
 """The better value of a comparison (Rich style), as in the metrics table."""
+
+
+def fade(colour: RGB, share: float, toward: RGB = (40, 44, 52)) -> RGB:
+    """`colour` at `share` (1) down to `toward` (0): a dark theme's background, so little reads as faint."""
+    share = min(max(share, 0.0), 1.0)
+    return tuple(round(b + (a - b) * share) for a, b in zip(colour, toward, strict=True))  # type: ignore[return-value]
 
 
 def heat(share: float) -> Color:

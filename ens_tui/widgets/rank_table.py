@@ -8,12 +8,13 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widgets import DataTable
 
-from ens_tui.run_state import RankState
-from ens_tui.widgets._format import rate
+from ens_tui.run_state import BUSY, RankState
+from ens_tui.widgets import _format as fmt
 
 STATE_STYLE = {
     "starting": ("◌ starting", "dim"),
     "training": ("● training", "green"),
+    "scoring": ("◐ scoring", "cyan"),
     "done": ("✓ done", "bold blue"),
     "failed": ("✗ failed", "bold red"),
     "stopped": ("■ stopped", "yellow"),
@@ -48,12 +49,12 @@ class RankRow:
             rank=r.rank,
             device=r.device,
             where=f"{host}:{r.pid}" if r.pid is not None else "…",
-            member="–" if r.member is None else f"{r.member} ({done})",
-            epoch="–" if r.epoch is None else f"{r.epoch + 1}/{r.epochs}" if r.epochs else str(r.epoch + 1),
-            step="–" if r.step is None else f"{r.step + 1}/{r.steps}",
-            loss="–" if r.loss is None else f"{r.loss:.3f}",
-            rate=rate(r.samples_per_s) if r.status == "training" else "–",
-            state=r.status,
+            member=f"{fmt.members(r.current)} ({done})" if r.current else "–",
+            epoch="–" if r.epoch is None else fmt.position(r.epoch, r.epochs),
+            step="–" if r.step is None else fmt.position(r.step, r.steps),
+            loss=fmt.loss(r.loss),
+            rate=fmt.rate(r.samples_per_s) if r.status == "training" else "–",
+            state=f"silent {r.silent_s:.0f}s" if r.silent_s is not None and r.status in BUSY else r.status,
         )
 
 
@@ -87,8 +88,8 @@ class RankTable(DataTable[Text]):
 
     @staticmethod
     def _cells(row: RankRow) -> list[Text]:
-        label, state_style = STATE_STYLE.get(row.state, (row.state, ""))
-        row_style = "red" if row.state == "failed" else ""
+        label, state_style = STATE_STYLE.get(row.state, (f"⏸ {row.state}", "bold yellow"))
+        row_style = {"failed": "red", "silent": "yellow"}.get(row.state.split()[0], "")
         plain = [str(row.rank), row.device, row.where, row.member, row.epoch, row.step, row.loss, row.rate]
         right = {0, 4, 5, 6, 7}
         cells = [

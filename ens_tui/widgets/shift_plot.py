@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from textual.app import RenderResult
-from textual_plotext import PlotextPlot
-
 from engine.report_model import Shift, ShiftPoint
 from ens_tui.widgets._palette import ENSEMBLE, MEMBER
+from ens_tui.widgets._plot import Key, LegendPlot, key
 
 LABELS = {"accuracy": "accuracy %", "ece": "ECE", "nll": "NLL"}
 
@@ -19,7 +17,7 @@ def by_severity(points: list[ShiftPoint], key: str) -> dict[int, float]:
     return {s: sum(v) / len(v) for s, v in sorted(grouped.items())}
 
 
-class ShiftPlot(PlotextPlot):
+class ShiftPlot(LegendPlot):
     """Means over the corruptions at each severity (accuracy in %)."""
 
     DEFAULT_CSS = """
@@ -31,18 +29,19 @@ class ShiftPlot(PlotextPlot):
         self._shift = shift
         self._metric = metric
 
-    def render(self) -> RenderResult:
+    def draw(self) -> list[Key]:
         plt = self.plt
-        plt.clear_figure()  # a full reset each time: leftover state from an earlier size made ticks drift
         label = LABELS.get(self._metric, self._metric)
         plt.title(f"{label} by severity")
         plt.xlabel("severity")
         scale = 100 if self._metric == "accuracy" else 1
+        keys = []
         for who, colour, points in (("ensemble", ENSEMBLE, self._shift.ensemble),
                                     ("mean member", MEMBER, self._shift.mean_member)):
             means = by_severity(points, self._metric)
             if means:
-                plt.plot(list(means), [scale * v for v in means.values()], marker="braille", color=colour, label=who)
+                plt.plot(list(means), [scale * v for v in means.values()], marker="braille", color=colour)
+                keys.append(key(who, colour))
         if self._shift.severities:
             plt.xticks(self._shift.severities)
-        return super().render()
+        return keys

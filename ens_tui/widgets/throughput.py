@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -11,6 +13,31 @@ from textual.widgets import ProgressBar, Sparkline, Static
 
 from ens_tui.run_state import RunState
 from ens_tui.widgets._format import duration, rate, spark
+
+
+class Bars:
+    """A rate history as spark bars one sample (second) a column, newest at the right, as wide as the space it
+    is given when drawn (a panel's width is not known yet when a replay first fills it)."""
+
+    def __init__(self, values: list[float], height: int = 1) -> None:
+        self.values, self.height = values, height
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Text("\n".join(spark(self.values, options.max_width, self.height)), style="cyan", no_wrap=True)
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(1, options.max_width)
+
+
+class RateSparkline(Sparkline):
+    """The total rate's history, drawn like the ranks' own bars: scaled from 0, an idle stretch at the floor.
+
+    Textual's sparkline scales from the series' minimum and draws a single sample as full bars, so an idle
+    start read as full throughput and a steady rate as none.
+    """
+
+    def render(self) -> Bars:
+        return Bars(list(self.data or []), max(self.size.height, 1))
 
 
 class ThroughputPanel(Vertical):
@@ -32,11 +59,12 @@ class ThroughputPanel(Vertical):
     eta: reactive[float | None] = reactive(None)
     progress: reactive[float] = reactive(0.0)
     members: reactive[str] = reactive("")
+    finished: reactive[bool] = reactive(False)
 
     def compose(self) -> ComposeResult:
         yield Static(id="tp-summary")
         yield ProgressBar(total=1.0, show_eta=False, id="tp-progress").data_bind(progress=ThroughputPanel.progress)
-        yield Sparkline([], id="tp-spark")
+        yield RateSparkline([], id="tp-spark")
         yield Static(id="tp-ranks")
 
     def show(self, state: RunState, elapsed: float) -> None:
@@ -46,7 +74,8 @@ class ThroughputPanel(Vertical):
         self.eta = state.eta(elapsed)
         self.progress = state.progress
         self.members = f"{state.members_done()}/{state.total_members}"
-        self.query_one(Sparkline).data = list(state.total_history)
+        self.finished = state.phase == "finished"
+        self.query_one(RateSparkline).data = list(state.total_history)
         # Re-layout only when a rank joins: a fixed-height update is a cheap repaint.
         grew = len(state.ranks) != self._rank_count
         self._rank_count = len(state.ranks)
@@ -57,13 +86,12 @@ class ThroughputPanel(Vertical):
         table.add_column(no_wrap=True)
         table.add_column(justify="right", no_wrap=True)
         table.add_column(ratio=1, no_wrap=True, overflow="crop")
-        spark_width = max(self.content_size.width - 18, 4)
         for r in sorted(state.ranks.values(), key=lambda r: r.rank):
-            now = r.samples_per_s if r.status == "training" else 0.0
+            now = r.samples_per_s if r.status == "training" else None
             table.add_row(
                 Text(f"r{r.rank} {r.device}", style="bold"),
-                f"{rate(now)}/s",
-                Text(spark(list(r.history), spark_width), style="cyan"),
+                "–" if now is None else f"{rate(now)}/s",
+                Bars(list(r.history)),
             )
         return table
 
@@ -71,7 +99,7 @@ class ThroughputPanel(Vertical):
         summary = Text.assemble(
             ("total ", "dim"), (f"{rate(self.total)}/s", "bold"),
             ("  elapsed ", "dim"), duration(self.elapsed),
-            ("  ETA ", "dim"), "done" if self.progress >= 1.0 and self.eta == 0 else duration(self.eta),
+            ("  ETA ", "dim"), "done" if self.finished else duration(self.eta),
             ("  members ", "dim"), self.members,
         )
         self.query_one("#tp-summary", Static).update(summary)
@@ -89,4 +117,7 @@ class ThroughputPanel(Vertical):
         self._update_summary()
 
     def watch_progress(self) -> None:
+        self._update_summary()
+
+    def watch_finished(self) -> None:
         self._update_summary()

@@ -103,7 +103,7 @@ class ReplayLauncher:
         else:
             yield self._final or ev.RunDone(status="finished")
 
-    async def stop(self) -> None:
+    async def stop(self, reason: str = "stopped by the user") -> None:
         self.stopped = True
         if self._sender is not None:
             self._sender.cancel()

@@ -19,6 +19,7 @@ def test_every_event_type_has_a_message() -> None:
         ev.PredictionsSaved: dict(path="p", members=[0]),
         ev.ReportSaved: dict(json_path="j", md_path="m", accuracy=1, nll=0, ece=0, mutual_information=0),
         ev.Goodbye: {},
+        ev.RankSilent: dict(seconds=10.0),
         ev.RunDone: dict(status="finished"),
     }
     assert set(samples) == set(ev.EVENT_TYPES)

@@ -1,16 +1,18 @@
 """A user opens a finished run's report and reads the newer tabs: 6 selective prediction, 7 calibration under
 shift, 8 the members' diversity (and temperature scaling on 2, every OOD score on 3); an older run says plainly
-what it lacks; `e` exports the figures and report.html."""
+what it lacks; `e` exports the whole report (every tab), the figures and report.html."""
 
 from __future__ import annotations
 
+import html
+import re
 from pathlib import Path
 
 import pytest
 
 from engine.run_folder import RunFolder
 from ens_tui.app import EnsTuiApp
-from ens_tui.screens.report import ReportScreen
+from ens_tui.screens.report import TABS, ReportScreen
 from tests.full_report import full_report, write_run
 
 from .conftest import no_cuda
@@ -65,16 +67,27 @@ async def test_an_older_run_says_what_is_not_in_it(recorded_run: Path) -> None:
         assert "[report] shift = true" in " ".join(screen_text(app).split())
 
 
+def svg_text(svg: str) -> str:
+    """The words an SVG screenshot shows, its non-breaking spaces as spaces."""
+    return html.unescape(" ".join(re.findall(r">([^<]*)</text>", svg))).replace("\xa0", " ")
+
+
 @sync
-async def test_export_writes_the_figures_and_the_page(full_run: Path) -> None:
+async def test_export_writes_the_whole_report_the_figures_and_the_page(full_run: Path) -> None:
     folder = RunFolder(full_run)
     app = EnsTuiApp(show=full_run, setup_checker=no_cuda)
-    async with app.run_test(size=(100, 30)) as pilot:
+    async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()
         await pilot.press("e")
-        await wait_for(pilot, lambda: any(n.title == "Exported" for n in app._notifications), timeout=90)
+        await wait_for(pilot, lambda: any(n.title == "Exported" for n in app._notifications), timeout=120)
         said = next(n.message for n in app._notifications if n.title == "Exported")
-    assert said == f"{full_run}/: report.svg, report.html, figures/ (8 PNG), report.md, report.json"
-    assert (full_run / "report.svg").exists()
+    assert said == f"{full_run}/: report.svg (all 8 tabs), report.html, figures/ (8 PNG), report.md, report.json"
+    shown = svg_text((full_run / "report.svg").read_text(encoding="utf-8"))
+    # One screenful of one tab used to be all it had: every tab is there, each at its full height.
+    for needle in ("mean over random member subsets", "before temperature scaling", "invert: AUROC by entropy",
+                   "least sure of", "this run was written by an older ens-tui", "risk–coverage, ranked by",
+                   "ECE by severity", "error correlation", "true ↓"):
+        assert needle in shown, needle
+    assert shown.count("1 summary 2 calibration") == len(TABS)
     assert len(list(folder.figures.glob("*.png"))) == 8
     assert "data:image/png;base64," in folder.report_html.read_text(encoding="utf-8")

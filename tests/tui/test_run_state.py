@@ -94,3 +94,46 @@ def test_a_long_silence_costs_one_history_not_one_sample_per_second() -> None:
     state.apply(ev.Step(rank=0, t=1.0, member=0, epoch=0, step=0, steps=10, loss=1.0, samples_per_s=5.0))
     state.apply(ev.RunDone(status="interrupted", t=1e9))  # a clock far ahead: must not loop a billion times
     assert len(state.total_history) <= state.total_history.maxlen  # type: ignore[operator]
+
+
+def test_a_silent_rank_is_flagged_in_its_row_until_it_speaks_again() -> None:
+    from ens_tui.widgets.rank_table import RankRow
+
+    state = RunState()
+    for rank in (0, 1):
+        state.apply(ev.Hello(rank=rank, token="", size=2, host="h", pid=10 + rank, device="cpu", strategy="local"))
+        state.apply(ev.MemberStart(rank=rank, member=rank, device="cpu"))
+    logged = state.apply(ev.RankSilent(rank=1, seconds=10))
+    assert [e.text for e in logged] == ["rank 1 silent for 10 s (stopped or hung?)"]
+    assert state.apply(ev.RankSilent(rank=1, seconds=20)) == [], "said once, the row keeps counting"
+    assert RankRow.of(state.ranks[1]).state == "silent 20s"
+    assert RankRow.of(state.ranks[0]).state == "training"
+    state.apply(ev.Util(rank=1, cpu_percent=50, rss_mb=100))
+    assert RankRow.of(state.ranks[1]).state == "training"
+
+
+def test_a_rank_scores_between_members_and_the_run_scores_before_its_report() -> None:
+    """A local rank: member, scoring it, next member; the run reads scoring once every member is trained."""
+    from ens_tui.widgets.rank_table import RankRow
+
+    state = RunState()
+    state.apply(ev.Hello(rank=0, t=0.0, token="", size=1, host="h", pid=1, device="cpu", strategy="local"))
+    for member, t in ((0, 1.0), (2, 5.0)):
+        state.apply(ev.MemberStart(rank=0, t=t, member=member, device="cpu"))
+        row = RankRow.of(state.ranks[0])
+        assert (row.member, row.epoch, row.step, row.rate, row.state) == (
+            f"m{member} ({member // 2}✓)", "–", "–", "–", "training"), "a new member starts from nothing"
+        state.apply(ev.Step(rank=0, t=t + 1, member=member, epoch=0, step=3, steps=10, loss=1.0, samples_per_s=50.0))
+        assert state.total_samples_per_s == 50.0 and state.phase == "training"
+        state.apply(ev.Epoch(rank=0, t=t + 2, member=member, epoch=0, epochs=1, train_loss=0.5, seconds=2.0))
+        state.apply(ev.MemberDone(rank=0, t=t + 2, member=member, seconds=2.0, val_accuracy=0.9))
+        row = RankRow.of(state.ranks[0])
+        assert (row.epoch, row.step, row.rate, row.state) == ("1/1", "10/10", "–", "scoring")
+        assert state.total_samples_per_s == 0.0
+    assert state.phase == "scoring" and state.eta(10.0) is None
+    state.apply(ev.ReportSaved(rank=0, t=9.0, json_path="r.json", md_path="r.md", accuracy=0.9, nll=0.3, ece=0.01,
+                               mutual_information=0.02))
+    assert state.phase == "finishing"
+    logged = state.apply(ev.RunDone(t=10.0, status="failed", reason="boom", seconds=14.0))
+    assert state.phase == "failed" and state.eta(state.elapsed) is None
+    assert logged[0].text == "run failed after 10.0 s (14.0 s since launch: the ranks took 4.0 s to start): boom"
