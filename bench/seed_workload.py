@@ -1,22 +1,23 @@
-"""`ens-tui bench` (= `python -m bench.seed_workload`): the seed's workload under every setup this machine can run.
+"""ens-tui bench (= python -m bench.seed_workload): the seed's workload under every setup this machine can run.
 
-Four parts, one process run, written to `bench/results/<machine>-<date>.json` (+ a text plot):
+Four parts, one process run, written to bench/results/<machine>-<date>.json (+ a text plot):
 
-1. **Seed table** — seed-cnn, 2 members, 2 epochs, 60k MNIST-shaped samples, batch 64, SGD(0.01, 0.5).
-   Every (setup, strategy) row runs end to end through the real launcher (`ens-tui --run-config` in a
-   subprocess: config → mpiexec → ranks → report), beside the seed-style **baseline** measured here in
-   this process: torchvision's `MNIST` with `ToTensor`/`Normalize` through a `DataLoader`, members one
-   after another. Real MNIST when `<data-root>/MNIST/raw` holds it; otherwise synthetic images of the
+1. Seed table: seed-cnn, 2 members, 2 epochs, 60k MNIST-shaped samples, batch 64, SGD(0.01, 0.5).
+   Every (setup, strategy) row runs end to end through the real launcher (ens-tui --run-config in a
+   subprocess: config → mpiexec → ranks → report), beside the seed-style baseline measured here in
+   this process: torchvision's MNIST with ToTensor/Normalize through a DataLoader, members one
+   after another. Real MNIST when <data-root>/MNIST/raw holds it; otherwise synthetic images of the
    same shape written as idx files, so the baseline still reads them through torchvision.
-2. **Scaling** — members 1…32, one epoch, per strategy: model-samples/s of the training phase (first
-   member_start to last member_done in the run's events, `bench.timing`) and end-to-end seconds.
-3. **Memory** — peak RSS of a fused rank against the number of members: bytes per extra member,
+2. Scaling: members 1…32, one epoch, per strategy: model-samples/s of the training phase (first
+   member_start to last member_done in the run's events, bench.timing) and end-to-end seconds.
+3. Memory: peak RSS of a fused rank against the number of members: bytes per extra member,
    beside the estimate (weights + gradients + optimizer state + activations).
-4. **Kernels** — per-step time of one seed-cnn member: eager NCHW, channels-last, torch.compile.
+4. Kernels: per-step time of one seed-cnn member: eager NCHW, channels-last, torch.compile.
 
-All figures are medians over `--repeats` runs; repeats are interleaved so background load spreads evenly.
-This module runs the parts in order; each part lives in its own module (`bench.baseline`,
-`bench.launcher_runs`, `bench.memory`, `bench.kernels`; tables and plot in `bench.tables`).
+All figures are medians over --repeats runs; repeats are interleaved so background load spreads evenly.
+This module runs the parts in order; each part lives in its own module (bench.baseline,
+bench.launcher_runs, bench.memory, bench.kernels; tables and plot in bench.tables).
+This text is also what ens-tui bench --help prints, so it stays plain text (the README has the Markdown).
 """
 
 from __future__ import annotations

@@ -1,16 +1,22 @@
-"""Checks that refuse a run before any rank starts: devices the machine lacks, data files that are missing.
+"""Checks that refuse a run before any rank starts: devices the machine lacks, data files that are missing,
+data or ranks that cannot fit in memory.
 
 Torch-free on purpose: the launcher and the setup screen call it, and the UI never imports torch.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import struct
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 from engine.config import FILE_KINDS, TORCHVISION, ZOO, RunConfig, split_source
 from engine.utilization import nvml_device_count
@@ -92,11 +98,25 @@ def _own_data_problem(config: RunConfig) -> str | None:
     return None
 
 
+def missing_data_advice(download: bool, root: str | Path) -> str:
+    """What to do about dataset files that are not under `root`: with `download = true` already set, asking for
+    it again would not help, so the advice names what failed instead (the network, or the root folder)."""
+    if download:
+        return (f"`download = true` is set, so fetching them failed: check the network (or proxy) and that "
+                f"{root} is writable, or unpack torchvision's files there, or point `root` (--data-root) at them")
+    return "Set `download = true` in [data], unpack torchvision's files there, or point `root` (--data-root) at them"
+
+
 def data_problem(config: RunConfig) -> str | None:
-    """Why the configured data (and file-backed OOD sets) cannot be read, or None."""
+    """Why the configured data (and file-backed OOD sets) cannot be read, or None.
+
+    With `download = true` a missing dataset is not a problem (torchvision fetches it); a corrupt idx file still
+    is, since torchvision sees the file there and does not fetch it again.
+    """
     own = _own_data_problem(config)
-    if own or config.data.download:
+    if own:
         return own
+    download = config.data.download
     names = [config.data.dataset] + [n for n in config.data.ood if n in FILE_DATASETS]
     for name in names:
         if name not in FILE_DATASETS:
@@ -104,15 +124,19 @@ def data_problem(config: RunConfig) -> str | None:
         files = FILE_DATASETS[name]
         where = Path(config.data.root) / files.folder
         if not (where / files.probe).exists():
-            return (
-                f"{name}: no data under {where} (looked for {files.probe}). Set `download = true` in [data], "
-                f"unpack torchvision's files there, or point `root` (--data-root) at them"
-            )
+            if download:
+                continue
+            return f"{name}: no data under {where} (looked for {files.probe}). {missing_data_advice(False, where)}"
         if files.idx:
             for file in IDX_FILES:
-                problem = idx_problem(where / "raw" / file)
+                path = where / "raw" / file
+                if download and not path.exists():
+                    continue  # fetched with the rest
+                problem = idx_problem(path)
                 if problem:
-                    return f"{name}: {problem}; re-download it (`download = true`) or replace the file"
+                    fix = ("delete it so that `download = true` fetches it again, or replace it" if download
+                           else "re-download it (`download = true`) or replace the file")
+                    return f"{name}: {problem}; {fix}"
     return None
 
 
@@ -123,8 +147,76 @@ def needs_probe(config: RunConfig) -> bool:
     return bool(custom) or config.model.name not in ZOO
 
 
-def probe_problem(config: RunConfig, progress: Callable[[str], None] | None = None) -> str | None:
-    """Run `engine.probe` on the config in a fresh process; its one-line verdict, or None when the run can start.
+RANK_BYTES = 400 * 2**20
+"""A rank's memory before any data, at least: Python with torch imported measured 500 MiB RSS (a whole rank
+about 680), so an estimate built on this refuses only what clearly cannot fit."""
+BUILTIN_DATA: dict[str, tuple[int, tuple[int, int, int]]] = {
+    "digits": (1797, (1, 28, 28)),
+    "mnist": (70000, (1, 28, 28)),
+    "fashion-mnist": (70000, (1, 28, 28)),
+    "kmnist": (70000, (1, 28, 28)),
+    "cifar10": (60000, (3, 32, 32)),
+}
+"""Images (train and test) and shape (C, H, W) of each named dataset as engine.data loads it (digits padded to
+MNIST's 28×28); synthetic's count is the config's."""
+FLOAT32 = 4
+
+
+def builtin_data_bytes(config: RunConfig) -> int | None:
+    """Float32 bytes of the images one rank loads for a named dataset, at least; None for your own data.
+
+    engine.data reads the whole set before `limit` picks from it, and resizes after, so the larger of the two
+    is held at once.
+    """
+    data = config.data
+    if data.dataset == "synthetic":
+        count, shape = data.synthetic_size + max(data.synthetic_size // 6, 16), (1, 28, 28)
+    elif data.dataset in BUILTIN_DATA:
+        count, shape = BUILTIN_DATA[data.dataset]
+    else:
+        return None
+    kept = count if data.limit is None else min(count, data.limit + max(data.limit // 4, 16))
+    height, width = data.image_size or shape[1:]
+    return FLOAT32 * max(count * math.prod(shape), kept * (data.channels or shape[0]) * height * width)
+
+
+def probed_data_bytes(found: dict[str, Any]) -> int:
+    """Float32 bytes of the images the probe loaded (`engine.probe`'s verdict: split sizes and shape)."""
+    return FLOAT32 * (found["train"] + found["val"] + found["test"]) * math.prod(found["shape"])
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.1f}".removesuffix(".0") + f" {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def memory_problem(config: RunConfig, data_bytes: int | None, available: int | None = None) -> str | None:
+    """Why the ranks cannot fit in this machine's memory (each its own Python with torch, and its copy of the
+    data; broadcast's rank 0 alone holds it), or None; `available` defaults to what the OS reports."""
+    available = psutil.virtual_memory().available if available is None else available
+    ranks = config.parallel.world_size
+    holders = 1 if config.parallel.strategy == "broadcast" else ranks
+    data = data_bytes or 0
+    need = ranks * RANK_BYTES + holders * data
+    if need <= available:
+        return None
+    parts = f"{ranks} rank(s) × {_size(RANK_BYTES)} for Python and torch"
+    if data:
+        parts += f" + {holders} × {_size(data)} of {config.data.dataset} images as float32"
+    if RANK_BYTES + data > available:
+        fix = ("lower data.synthetic_size" if config.data.dataset == "synthetic"
+               else "set data.limit or a smaller data.image_size")
+    else:
+        fit = available // (RANK_BYTES + data) if holders == ranks else (available - data) // RANK_BYTES
+        fix = f"use at most {fit} rank(s) here"
+    return f"needs at least {_size(need)} of memory ({parts}), but {_size(available)} is available; {fix}"
+
+
+def _probe(config: RunConfig, progress: Callable[[str], None] | None) -> tuple[str | None, dict[str, Any] | None]:
+    """Run `engine.probe` on the config in a fresh process: its one-line verdict, or None and what it loaded.
 
     `progress` receives the probe's progress lines (decoding an image folder, say) as they come.
     """
@@ -141,17 +233,52 @@ def probe_problem(config: RunConfig, progress: Callable[[str], None] | None = No
     out = proc.stdout.read().strip().splitlines()
     code = proc.wait()
     if code == 0:
-        return None
+        try:
+            return None, json.loads(out[-1])
+        except (IndexError, ValueError):
+            return None, None
     if code == 2 and out:
-        return out[-1]
-    return f"checking your data and model failed (exit {code}): {' | '.join(tail) or 'no output'}"
+        return out[-1], None
+    return f"checking your data and model failed (exit {code}): {' | '.join(tail) or 'no output'}", None
 
 
-def setup_problem(config: RunConfig, probe: bool = False, progress: Callable[[str], None] | None = None) -> str | None:
+def probe_problem(config: RunConfig, progress: Callable[[str], None] | None = None) -> str | None:
+    """Run `engine.probe` on the config in a fresh process; its one-line verdict, or None when the run can start."""
+    return _probe(config, progress)[0]
+
+
+def oversubscription(config: RunConfig, hostfile: str | None = None) -> str | None:
+    """Why this machine's cores would be shared by more threads than they can run at once, or None.
+
+    Not a refusal: oversubscribed ranks still train, only slower (a launch says so in its log too).
+    """
+    if hostfile is not None or all(device != "cpu" for device in config.parallel.rank_devices()):
+        return None
+    p, cores = config.parallel, psutil.cpu_count() or 1
+    threads = p.world_size * p.threads_per_rank
+    if threads <= cores:
+        return None
+    return (f"{p.world_size} rank(s) × {p.threads_per_rank} thread(s) on {cores} core(s) oversubscribe the CPU: "
+            f"ranks will take turns; {max(cores // p.threads_per_rank, 1)} rank(s) already use every core")
+
+
+def setup_problem(config: RunConfig, probe: bool = False, progress: Callable[[str], None] | None = None,
+                  hostfile: str | None = None) -> str | None:
     """The first reason this setup cannot run here, or None when it can.
 
     The torch-free checks are instant; `probe=True` also loads your own data and model in a fresh process
-    (seconds), as a launch does.
+    (seconds), as a launch does. With a `hostfile` the ranks spread over machines whose memory this one cannot
+    see, so memory is not checked.
     """
-    return (device_problem(config) or data_problem(config)
-            or (probe_problem(config, progress) if probe and needs_probe(config) else None))
+    problem = device_problem(config) or data_problem(config)
+    if problem:
+        return problem
+    local = hostfile is None
+    if local and (problem := memory_problem(config, builtin_data_bytes(config))):
+        return problem
+    if not (probe and needs_probe(config)):
+        return None
+    problem, found = _probe(config, progress)
+    if problem or not local or found is None:
+        return problem
+    return memory_problem(config, probed_data_bytes(found))

@@ -6,6 +6,8 @@ MPI, and imports the launcher itself lazily, so the app opens fast.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from textual import on
 from textual.app import App
 from textual.binding import Binding
 
+from engine import events as ev
 from engine.config import ConfigError, RunConfig, load_config
 from engine.report_model import ReportError
 from engine.run_folder import RunFolder
@@ -59,38 +62,73 @@ class EnsTuiApp(App[int]):
         *,
         mpiexec: str | None = None,
         show: Path | None = None,
+        runs: Path | None = None,
         launcher_factory: LauncherFactory | None = None,
         setup_checker: SetupChecker | None = None,
         cwd: Path | None = None,
+        overrides: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.config_paths = [Path(p) for p in config_paths]
         self.show_dir = Path(show) if show is not None else None
+        self.runs_dir = Path(runs) if runs is not None else None
         self.launcher_factory = launcher_factory or _default_launcher(mpiexec)
         self.setup_checker = setup_checker or _default_checker
         self.cwd = cwd
+        self.overrides = dict(overrides or {})
+        """Command-line overrides (`with_overrides` keywords) applied to every listed setup."""
+        self._signalled: int | None = None
 
     # ------------------------------------------------------------------ screens
 
     def on_mount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.add_signal_handler(signum, self._on_stop_signal, signum)
         if self.show_dir is not None:
             self._open_run_folder(self.show_dir)
+        elif self.runs_dir is not None:
+            from ens_tui.screens.runs import RunsScreen
+
+            self.push_screen(RunsScreen(self.runs_dir))
         else:
             self.push_screen(self._setup_screen())
 
     def _setup_screen(self) -> SetupScreen:
-        return SetupScreen(discover(self.config_paths, self.cwd), self.setup_checker)
+        presets = discover(self.config_paths, self.cwd, self.overrides)
+        return SetupScreen(presets, self.setup_checker, save_dir=(self.cwd or Path.cwd()) / "configs")
 
     def _open_run_folder(self, run_dir: Path) -> None:
-        """Replay: the dashboard's final state, and the report on top when there is one."""
+        """Replay: the dashboard's final state, and the report on top when there is one.
+
+        A broken file is shown as a one-line notice naming it; the replay shows whatever else can be read.
+        """
         from ens_tui import rundir
 
         config: RunConfig | None
         try:
             config = load_config(RunFolder(run_dir).config)
-        except ConfigError:
+        except ConfigError as err:
             config = None
-        self.push_screen(RunScreen(config, events=rundir.read_events(run_dir), run_dir=run_dir))
+            self.notify(str(err), title="Cannot read the config", severity="warning")
+        follower = None
+        if rundir.is_running(run_dir):
+            from ens_tui.follow import RunFollower
+
+            follower = RunFollower(run_dir)
+            events = follower.history()
+        else:
+            try:
+                events = rundir.read_events(run_dir)
+            except rundir.RunDirError as err:
+                events = rundir.RecordedEvents()
+                self.notify(str(err), title="Cannot replay the events", severity="error")
+            if events and not isinstance(events[-1], ev.RunDone):
+                events.append(rundir.lost_run_done(run_dir, t=events[-1].t))
+        if events.skipped:
+            lines = f"{events.skipped} unreadable line{'s' * (events.skipped > 1)}"
+            self.notify(f"{RunFolder(run_dir).events}: {lines} skipped", title="Replay incomplete", severity="warning")
+        self.push_screen(RunScreen(config, events=events, launcher=follower, run_dir=run_dir))
         try:
             report = rundir.read_report(run_dir)
         except ReportError as err:
@@ -117,6 +155,20 @@ class EnsTuiApp(App[int]):
             return
         self.push_screen(ReportScreen(report, message.run_dir, message.config))
 
+    def _on_stop_signal(self, signum: int) -> None:
+        """SIGINT, SIGTERM, SIGHUP (a closed terminal, `tmux kill-session`): stop every rank, then exit 128 + signum."""
+        if self._signalled is None:
+            self._signalled = signum
+            self.run_worker(self._stop_and_exit(signum), group="signal", exit_on_error=False)
+
+    async def _stop_and_exit(self, signum: int) -> None:
+        from ens_tui.launcher import STOP_SIGNALS
+
+        run = self.live_run()
+        if run is not None:
+            await run.stop_run(STOP_SIGNALS[signum])
+        self.exit(return_code=128 + signum)
+
     def live_run(self) -> RunScreen | None:
         """The run screen whose ranks are still training, if any."""
         return next((s for s in self.screen_stack if isinstance(s, RunScreen) and s.live), None)
@@ -132,6 +184,20 @@ class EnsTuiApp(App[int]):
             self.pop_screen()
         if not isinstance(self.screen, SetupScreen):
             self.switch_screen(self._setup_screen())
+
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        """Every screenshot (the palette's too) goes into the shown run's folder, else the working directory, and
+        the notice says where: Textual's default aims at ~/Downloads, which servers and containers lack."""
+        folder = path or getattr(self.screen, "run_dir", None) or self.cwd or Path.cwd()
+        try:
+            saved = self.save_screenshot(filename, str(folder), time_format)
+        except OSError as err:
+            self.notify(f"cannot save a screenshot in {folder}: {err.strerror or err}", title="Screenshot",
+                        severity="error")
+            return None
+        self.notify(f"saved {saved}", title="Screenshot")
+        return None
 
     def action_help(self) -> None:
         """Show the keys of the current screen."""
@@ -156,8 +222,9 @@ class EnsTuiApp(App[int]):
         await self.push_screen(ConfirmQuit(), answered)
 
 
-def run_app(config_paths: list[Path], *, mpiexec: str | None, show: Path | None) -> int:
+def run_app(config_paths: list[Path], *, mpiexec: str | None, show: Path | None, runs: Path | None = None,
+            overrides: dict[str, Any] | None = None) -> int:
     """The CLI's entry to the TUI (which has checked its arguments); returns the process exit status."""
-    app = EnsTuiApp(config_paths, mpiexec=mpiexec, show=show)
+    app = EnsTuiApp(config_paths, mpiexec=mpiexec, show=show, runs=runs, overrides=overrides)
     result: Any = app.run()
     return int(result or app.return_code or 0)

@@ -4,7 +4,8 @@
     ens-tui --run-config CONFIG.toml        the same run headless (Rich live display), exit code = outcome
     ens-tui --resume runs/<run-id>          continue an interrupted or failed run (where and how it runs, and
                                             more epochs, may change; what the saved members mean may not)
-    ens-tui show runs/<run-id>              replay a finished or failed run and its report
+    ens-tui show runs/<run-id>              replay a finished or failed run and its report; follow a running one
+    ens-tui runs [DIR]                      every run under DIR (default ./runs): sort, compare, replay, delete
     ens-tui predict RUN INPUT…              the trained ensemble's answer, with its uncertainty, for new inputs
     ens-tui export RUN --format torchscript one self-contained module: raw images in, probabilities out
     ens-tui cache clear                     remove decoded image folders kept to start the next run fast
@@ -15,8 +16,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
+import shutil
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +29,30 @@ from engine.run_folder import RunFolder, is_run_dir
 from engine.usage import EXIT_USAGE, OneLineParser
 
 
+def _presets_epilog(width: int | None = None) -> str:
+    """The setups the dashboard lists (built-ins, then ./configs/), one line each: name and what it is."""
+    from ens_tui.presets import discover
+
+    presets = discover()
+    width = width or shutil.get_terminal_size().columns
+    subcommands = textwrap.fill("Subcommands: ens-tui show RUN_DIR replays a run; ens-tui runs [DIR] browses runs; "
+                                "ens-tui bench --help benchmarks.", width - 2)
+    if not presets:
+        return subcommands
+    column = max(len(p.name) for p in presets)
+    lines = ["presets (the setup screen lists them; the overrides above apply to each):"]
+    for preset in presets:
+        mark = "  (./configs)" if preset.source == "local" else ""
+        room = max(width - column - 6 - len(mark), 20)
+        lines.append(f"  {preset.name:<{column}}  {textwrap.shorten(preset.description, room, placeholder=' …')}{mark}")
+    return "\n".join(lines) + "\n\n" + subcommands
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="ens-tui", description="Train a deep ensemble on MPI ranks and watch it live.",
-        epilog="Subcommands: `ens-tui show RUN_DIR` replays a run; `ens-tui bench --help` benchmarks.",
+        epilog=_presets_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("configs", nargs="*", type=Path, help="config files to list first in the dashboard")
     parser.add_argument("--run-config", type=Path, metavar="TOML", help="run this config headless (no dashboard)")
@@ -63,7 +87,9 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _error(message: str) -> int:
-    print(f"ens-tui: {message}", file=sys.stderr)
+    """Each line of `message` (a config names all its problems at once) as its own `ens-tui:` line; exit 2."""
+    for line in message.splitlines() or [""]:
+        print(f"ens-tui: {line}", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -79,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cache(argv[1:])
     if argv[:1] == ["show"]:
         return _show(argv[1:])
+    if argv[:1] == ["runs"]:
+        return _runs(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -87,30 +115,35 @@ def main(argv: list[str] | None = None) -> int:
         if args.run_config is not None:
             config = with_overrides(load_config(args.run_config), **_overrides(args))
             if args.dry_run:
-                return _dry_run(config, args.mpiexec)
+                return _dry_run(config, args.mpiexec, hostfile=args.hostfile)
             from ens_tui.headless import run_headless
 
             return run_headless(config, mpiexec=args.mpiexec, bind=args.bind, hostfile=args.hostfile)
-        for path in args.configs:
-            load_config(path)  # fail fast, before the screen takes over
-        given = [o.flag for o in OVERRIDES if o.dest in _overrides(args)] + ["--dry-run"] * args.dry_run
-        if given:
-            return _error(f"{given[0]} needs --run-config TOML or --resume RUN_DIR (the dashboard sets runs up "
-                          "on its setup screen)")
+        if args.dry_run:
+            return _error("--dry-run needs --run-config TOML or --resume RUN_DIR (the dashboard checks a setup "
+                          "when it launches)")
+        overrides = _overrides(args)
+        # Fail fast, before the screen takes over: the configs given, each with the overrides every listed
+        # setup gets (with none given, the defaults show whether the overrides are valid at all).
+        configs = [load_config(path) for path in args.configs]
+        for config in configs or [RunConfig()]:
+            with_overrides(config, **overrides)
     except ConfigError as err:
         return _error(str(err))
     from ens_tui.app import run_app
 
-    return run_app(list(args.configs), mpiexec=args.mpiexec, show=None)
+    return run_app(list(args.configs), mpiexec=args.mpiexec, show=None, overrides=overrides)
 
 
 def _resume(args: argparse.Namespace) -> int:
     """Continue a run folder with the overrides a resume can honour; anything else is refused, the folder untouched.
 
     The ranks read the folder's config.toml, so the launcher rewrites it (atomically, just before it starts
-    them) when an honoured override changed it; a refusal or a dry run writes nothing.
+    them) when an honoured override changed it; a refusal or a dry run writes nothing. A config.toml edited
+    since the members were trained, or a checkpoint that would not load, is refused before launch.
     """
-    from ens_tui.rundir import RunDirError, check_resumable
+    from engine.fingerprint import resume_problem
+    from ens_tui.rundir import RunDirError, check_resumable, run_status
 
     if args.run_config is not None or args.configs:
         return _error("--resume continues a run with its own config.toml; drop --run-config and config paths")
@@ -121,11 +154,14 @@ def _resume(args: argparse.Namespace) -> int:
         config = resume_overrides(saved, **_overrides(args))
     except (RunDirError, ConfigError) as err:
         return _error(str(err))
+    if problem := resume_problem(folder.path, config):
+        return _error(problem)
     if args.dry_run:
         changes = _changes(saved, config)
-        print(f"would resume {folder.path} (status {info.get('status', 'unknown')}); "
+        status, reason = run_status(folder.path, info)
+        print(f"would resume {folder.path} ({status}{f': {reason}' if reason else ''}); "
               + (f"config.toml changes: {'; '.join(changes)}" if changes else "config.toml unchanged"))
-        return _dry_run(config, args.mpiexec, run_dir=folder.path)
+        return _dry_run(config, args.mpiexec, run_dir=folder.path, hostfile=args.hostfile)
     from ens_tui.headless import run_headless
 
     return run_headless(config, mpiexec=args.mpiexec, bind=args.bind, hostfile=args.hostfile, resume=folder.path)
@@ -143,11 +179,15 @@ def _changes(before: RunConfig, after: RunConfig) -> list[str]:
     return out
 
 
-def _dry_run(config: RunConfig, mpiexec: str | None, run_dir: Path | None = None) -> int:
+def _dry_run(config: RunConfig, mpiexec: str | None, run_dir: Path | None = None, hostfile: str | None = None) -> int:
     """Everything a launch would check and do, short of starting ranks (or writing anything)."""
-    from ens_tui.launcher import LaunchError, find_mpiexec, setup_problem
+    from engine.preflight import oversubscription
+    from ens_tui.launcher import LaunchError, find_mpiexec, mpiexec_command, setup_problem
+    from ens_tui.rundir import output_dir_problem
 
-    problem = setup_problem(config, probe=True, progress=lambda line: print(line, file=sys.stderr))
+    problem = setup_problem(config, probe=True, progress=lambda line: print(line, file=sys.stderr), hostfile=hostfile)
+    if run_dir is None:
+        problem = problem or output_dir_problem(Path(config.output_dir))
     if problem:
         return _error(problem)
     try:
@@ -159,8 +199,10 @@ def _dry_run(config: RunConfig, mpiexec: str | None, run_dir: Path | None = None
           f"batch {t.batch_size}, {t.optimizer} lr {t.lr}")
     print(f"strategy {p.strategy}, placement {p.placement}, {p.world_size} rank(s): {', '.join(p.rank_devices())}, "
           f"{p.threads_per_rank} thread(s) each" + (", deterministic" if p.deterministic else ""))
+    if (crowded := oversubscription(config, hostfile)) is not None:
+        print(f"warning: {crowded}")
     target = run_dir if run_dir is not None else f"{config.output_dir}/<run-id>"
-    print(f"would run: {found} -n {p.world_size} {sys.executable} -m mpi4py -m engine.worker --run-dir {target}")
+    print(f"would run: {shlex.join(mpiexec_command(found, config, target, hostfile))}")
     return 0
 
 
@@ -183,12 +225,54 @@ def _show(argv: list[str]) -> int:
     folder = RunFolder(args.run_dir)
     if not is_run_dir(folder.path):
         return _error(f"{folder.path}: not a run folder (expected {folder.info.name} and {folder.config.name} inside)")
+    if folder.events.exists() and not folder.events.is_file():
+        return _error(f"{folder.events}: not a file, nothing to replay")
     if not folder.events.is_file():
         return _error(f"{folder.path}: no {folder.events.name} to replay (its ranks never started); "
                       f"see {folder.info.name} and {folder.mpiexec_log.name}")
     from ens_tui.app import run_app
 
     return run_app([], mpiexec=None, show=args.run_dir)
+
+
+def _runs(argv: list[str]) -> int:
+    """`ens-tui runs [DIR]`: the runs browser; `--list` prints the same rows as a plain table, one line per run."""
+    parser = OneLineParser(prog="ens-tui runs", description="Browse the run folders under an output dir.")
+    parser.add_argument("where", nargs="?", type=Path, default=Path("runs"), metavar="DIR",
+                        help="a folder of runs, or a config .toml whose output_dir to browse (default: ./runs)")
+    parser.add_argument("--list", action="store_true", help="print the runs as a table instead of opening the app")
+    args = parser.parse_args(argv)
+    output_dir = args.where
+    if output_dir.suffix == ".toml" and output_dir.is_file():
+        try:
+            output_dir = Path(load_config(output_dir).output_dir)
+        except ConfigError as err:
+            return _error(str(err))
+    from ens_tui import runs_index
+
+    if problem := runs_index.output_dir_problem(output_dir):
+        return _error(problem)
+    if not args.list:
+        from ens_tui.app import run_app
+
+        return run_app([], mpiexec=None, show=None, runs=output_dir)
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    table.add_column("status", no_wrap=True)
+    table.add_column("run", no_wrap=True)
+    for column in runs_index.COLUMNS[1:]:
+        table.add_column(column.label, no_wrap=True, justify="right" if column.numeric else "left")
+    table.add_column("note", no_wrap=True)
+    for run in runs_index.scan(output_dir):
+        table.add_row(run.shown_status, run.id, *(run.cell(c.key) for c in runs_index.COLUMNS[1:]), run.note)
+    # As wide as the rows need (a script reads one line per run, never a wrapped or cut one), no colours.
+    console = Console(width=100_000, color_system=None)
+    with console.capture() as captured:
+        console.print(table)
+    print("\n".join(line.rstrip() for line in captured.get().splitlines()))
+    return 0
 
 
 if __name__ == "__main__":

@@ -7,12 +7,13 @@ typo in a user's file is visible instead of silently missing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from engine.config import ConfigError, RunConfig, load_config
+from engine.config import OVERRIDE_BY_DEST, ConfigError, RunConfig, load_config, with_overrides
 
 Source = Literal["argument", "builtin", "local"]
 
@@ -30,11 +31,33 @@ class Preset:
     source: Source
     config: RunConfig | None = None
     error: str | None = None
+    overridden: tuple[str, ...] = ()
+    """The command-line flags applied to `config` (`--data-root`, …), so the preview can say so."""
 
     @property
     def name(self) -> str:
         """The label in the list: the file's stem (unique enough, and what the user typed)."""
         return self.path.stem
+
+    @property
+    def description(self) -> str:
+        """One line: the comment block that opens the file, else a summary of the config (or its error)."""
+        try:
+            lines = self.path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            lines = []
+        comment: list[str] = []
+        for line in lines:
+            if not line.startswith("#"):
+                break
+            comment.append(line.lstrip("#").strip())
+        if text := " ".join(part for part in comment if part):
+            return text
+        if self.config is None:
+            return f"invalid config: {(self.error or '').splitlines()[0] if self.error else 'unreadable'}"
+        c = self.config
+        return (f"{c.train.members} × {c.model.name} on {c.data.dataset}, {c.train.epochs} epoch(s), "
+                f"{c.parallel.strategy} on {c.parallel.world_size} rank(s)")
 
 
 def builtin_dir() -> Path | None:
@@ -54,19 +77,24 @@ def _builtin_key(path: Path) -> tuple[int, str]:
     return (_BUILTIN_ORDER.index(stem) if stem in _BUILTIN_ORDER else len(_BUILTIN_ORDER), stem)
 
 
-def load_preset(path: Path, source: Source) -> Preset:
-    """Load one config file, keeping a one-line error instead of raising."""
+def load_preset(path: Path, source: Source, overrides: Mapping[str, Any] | None = None) -> Preset:
+    """Load one config file with the command-line overrides applied, keeping a one-line error instead of raising."""
+    given = {key: value for key, value in (overrides or {}).items() if value is not None and value is not False}
+    flags = tuple(OVERRIDE_BY_DEST[key].flag for key in given)
     try:
-        return Preset(path=path, source=source, config=load_config(path))
+        config = load_config(path)
+        return Preset(path=path, source=source, config=with_overrides(config, **given) if given else config,
+                      overridden=flags)
     except ConfigError as err:
-        return Preset(path=path, source=source, error=str(err))
+        return Preset(path=path, source=source, error=str(err), overridden=flags)
 
 
-def discover(config_paths: list[Path] | tuple[Path, ...] = (), cwd: Path | None = None) -> list[Preset]:
+def discover(config_paths: list[Path] | tuple[Path, ...] = (), cwd: Path | None = None,
+             overrides: Mapping[str, Any] | None = None) -> list[Preset]:
     """Every setup to list: command-line paths first (in the order given), then built-ins, then ./configs/.
 
-    A file reachable two ways (./configs/ *is* the built-in folder in a checkout) is listed once, under
-    its first source.
+    `overrides` (`with_overrides` keywords, from the command line) apply to every one of them. A file reachable
+    two ways (./configs/ *is* the built-in folder in a checkout) is listed once, under its first source.
     """
     cwd = cwd or Path.cwd()
     seen: set[Path] = set()
@@ -77,7 +105,7 @@ def discover(config_paths: list[Path] | tuple[Path, ...] = (), cwd: Path | None 
         if key in seen:
             return
         seen.add(key)
-        found.append(load_preset(path, source))
+        found.append(load_preset(path, source, overrides))
 
     for path in config_paths:
         add(Path(path), "argument")

@@ -5,6 +5,7 @@ Everything the dashboard shows can be rebuilt from these files (`ens-tui show ru
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -83,10 +84,23 @@ def create_run_dir(config: RunConfig) -> Path:
 
 
 def write_run_info(run_dir: Path, **fields: Any) -> dict[str, Any]:
-    """Merge `fields` into run.json (status, endpoint, started, ended, pid, reason…)."""
-    info = read_run_info(run_dir) if RunFolder(run_dir).info.exists() else {}
+    """Merge `fields` into run.json (status, endpoint, started, ended, pid, reason…).
+
+    Written atomically; on a full disk (no room for the temporary copy) it is rewritten in place, since how a
+    run ended is worth the small risk of a torn file.
+    """
+    path = RunFolder(run_dir).info
+    info = read_run_info(run_dir) if path.exists() else {}
     info.update(fields)
-    atomic_write_text(RunFolder(run_dir).info, json.dumps(info, indent=1) + "\n")
+    text = json.dumps(info, indent=1) + "\n"
+    try:
+        atomic_write_text(path, text)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT) or not path.exists():
+            raise
+        with open(path, "r+", encoding="utf-8") as fh:  # over the old bytes first: no new block is needed for them
+            fh.write(text)
+            fh.truncate()
     return info
 
 

@@ -197,7 +197,7 @@ def test_the_allowed_values_are_spelled_once() -> None:
     [
         (["--run-config", "configs/quick-digits.toml", "--members", "many"], "argument --members: invalid int value"),
         (["--run-config", "configs/quick-digits.toml", "--strategy", "ring"], "parallel.strategy: must be one of"),
-        (["--members", "3"], "--members needs --run-config TOML or --resume RUN_DIR"),
+        (["--members", "0"], "command line: train.members"),  # dashboard mode checks its overrides up front
         (["--dry-run"], "--dry-run needs --run-config TOML or --resume RUN_DIR"),
     ],
 )

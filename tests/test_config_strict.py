@@ -7,6 +7,7 @@ file: exit code 2, one `ens-tui:` line per problem naming the field and what is 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -219,7 +220,7 @@ def test_a_dry_run_into_a_folder_that_does_not_exist_yet_passes_and_creates_noth
     out = tmp_path / "not" / "yet" / "runs"
     path = write_config(tmp_path, "[data]\nlimit = 64\n", output_dir=str(out))
     assert main(["--run-config", str(path), "--dry-run"]) == 0, capsys.readouterr().err
-    assert f"--run-dir {out}/<run-id>" in capsys.readouterr().out
+    assert f"--run-dir {shlex.quote(str(out) + '/<run-id>')}" in capsys.readouterr().out
     assert not (tmp_path / "not").exists()
 
 

@@ -40,12 +40,13 @@ reporter.sink.close()
 """
 
 FAKE_MPIEXEC = """#!{python}
-import os, subprocess, sys
+import os, subprocess, sys, time
 size = int(sys.argv[sys.argv.index("-n") + 1])
 ranks = [subprocess.Popen([sys.executable, {client!r}, str(rank), str(size), str(os.getpid())],
                           stdout=subprocess.PIPE, text=True) for rank in range(size)]
 for rank in ranks:
     assert rank.stdout.readline() == "said hello\\n"
+time.sleep(1.5)  # the launcher checks each hello came from a process below mpiexec while mpiexec still runs
 sys.exit(0)  # every rank is still connected, its goodbye not yet sent
 """
 

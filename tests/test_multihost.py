@@ -148,7 +148,9 @@ def leftover(hosts: Hosts) -> list[int]:
 
 @pytest.mark.parametrize("strategy", ["local", "broadcast"])
 def test_a_run_spans_two_hosts_and_equals_the_one_host_run(hosts: Hosts, tmp_path: Path, strategy: str) -> None:
-    sections = {"parallel": {"strategy": strategy}, "data": {"limit": 640}}
+    # Two threads per rank: each host has one rank and two cores, so nothing is clamped there, while one
+    # host running both ranks must clamp them to one thread each (per-host clamping).
+    sections = {"parallel": {"strategy": strategy, "threads_per_rank": 2}, "data": {"limit": 640}}
     forged: list[int] = []
 
     async def forge_from_the_other_host(event: ev.Event, launcher) -> None:  # noqa: ANN001
@@ -172,8 +174,10 @@ def test_a_run_spans_two_hosts_and_equals_the_one_host_run(hosts: Hosts, tmp_pat
         train_bytes = int(640 * 0.8 * 0.9) * 28 * 28 * 4
         assert crossed > train_bytes, f"only {crossed} bytes reached h2"
 
-    _, alone = run_launcher(tiny_config(tmp_path / "one", **sections))
+    assert {e.threads for e in events if isinstance(e, ev.Hello)} == {2}
+    one_host, alone = run_launcher(tiny_config(tmp_path / "one", **sections))
     assert alone.status == "finished"
+    assert {e.threads for e in one_host if isinstance(e, ev.Hello)} == {1}
     ours = load_predictions(RunFolder(launcher.run_dir).predictions)["sets"]["test"]
     reference = load_predictions(RunFolder(alone.run_dir).predictions)["sets"]["test"]
     np.testing.assert_allclose(ours, reference, atol=1e-5)
@@ -191,7 +195,8 @@ def test_losing_a_host_fails_the_run_naming_it(hosts: Hosts, tmp_path: Path) -> 
 
     config = hosts.config(tmp_path, data={"limit": 1400}, train={"epochs": 400})
     events, launcher = across(hosts, config, pull_the_plug_on_h2)
-    assert killed_at and time.monotonic() - killed_at[0] < 10 + 3, "failed within 10 s (plus the clean-up grace)"
+    assert killed_at, f"the run ended before it trained: {launcher.status} {launcher.reason}"
+    assert time.monotonic() - killed_at[0] < 10 + 3, "failed within 10 s (plus the clean-up grace)"
     assert launcher.status == "failed"
     assert "on h2" in launcher.reason, launcher.reason
     deadline = time.monotonic() + 10

@@ -71,7 +71,7 @@ def test_a_resume_dry_run_prints_the_plan_and_writes_nothing(
             "--deterministic", "--data-root", str(tmp_path / "data"), "--dry-run"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert f"would resume {folder.path} (status interrupted)" in out
+    assert f"would resume {folder.path} (interrupted" in out
     for change in ("train.epochs 2 → 3", "parallel.strategy 'local' → 'sequential'",
                    "parallel.deterministic False → True", "data.root 'data' →"):
         assert change in out, out

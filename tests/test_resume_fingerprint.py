@@ -8,6 +8,7 @@ checkpoint is named before launch, without torch. Every refusal leaves the run f
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -22,7 +23,6 @@ import pytest
 import tomli_w
 import torch
 
-from engine import events as ev
 from engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from engine.config import OVERRIDES, load_config
 from engine.fingerprint import GROWS, KEYS, fingerprint
@@ -30,7 +30,7 @@ from engine.member import make_member
 from engine.run_folder import RunFolder
 from ens_tui.cli import main
 from ens_tui.rundir import create_run_dir, write_run_info
-from tests.conftest import REPO, run_launcher, tiny_config
+from tests.conftest import REPO, tiny_config
 
 RETRAIN = "delete it to retrain that member from scratch"
 
@@ -241,13 +241,15 @@ def test_a_rank_refuses_a_checkpoint_it_cannot_continue_in_one_line(trained_run:
         restore(config, 1)
 
 
-@pytest.mark.mpi
-@pytest.mark.timeout(180)
-def test_a_launch_past_the_cli_fails_in_one_line_naming_the_checkpoint(trained_run: Path, tmp_path: Path) -> None:
+def test_the_launcher_itself_refuses_a_broken_checkpoint_before_any_rank_starts(trained_run: Path, tmp_path: Path) -> None:
+    """Not only the CLI: any front end that resumes through the launcher gets the same one line, nothing started."""
+    from ens_tui.launcher import Launcher, LaunchError
+
     folder = interrupted_copy(trained_run, tmp_path)
     folder.checkpoint(0).write_bytes(os.urandom(4096))
-    events, launcher = run_launcher(load_config(folder.config), run_dir=folder.path)
-    assert launcher.status == "failed"
-    assert all(not e.traceback for e in events if isinstance(e, ev.Error)), "the file is the problem, not the code"
-    assert launcher.reason.endswith(f": checkpoints/member-00.pt is not a checkpoint; {RETRAIN}"), launcher.reason
-    assert "\n" not in launcher.reason and "weights_only" not in launcher.reason
+    before = sorted(p.name for p in folder.path.iterdir())
+    with pytest.raises(LaunchError) as refused:
+        asyncio.run(Launcher(load_config(folder.config), run_dir=folder.path).start())
+    assert str(refused.value).endswith(f"checkpoints/member-00.pt is not a checkpoint; {RETRAIN}"), refused.value
+    assert "\n" not in str(refused.value) and "weights_only" not in str(refused.value)
+    assert sorted(p.name for p in folder.path.iterdir()) == before, "nothing written, no lock taken"

@@ -258,7 +258,7 @@ def test_a_full_disk_fails_the_run_with_one_line_and_resume_finishes_it(
     assert len(failed) == 1 and "No space left on device" in failed[0], out
     gone(run_pids(events))
     assert not is_running(folder.path)
-    assert run_status(folder.path, info(folder))[0] in ("failed", "interrupted")
+    assert info(folder)["status"] == "failed" and "No space left on device" in str(info(folder)["reason"])
 
     for filler in small_disk.glob("filler*"):
         filler.unlink()
@@ -311,3 +311,13 @@ def test_a_rank_killed_after_every_goodbye_leaves_a_finished_run(tmp_path: Path)
     events, launcher = run_launcher(tiny_config(tmp_path), on_event=kill_rank_0_after_goodbyes)
     assert launcher.status == "finished", launcher.reason
     assert isinstance(events[-1], ev.RunDone) and events[-1].status == "finished"
+
+
+def test_a_bind_address_this_machine_lacks_is_refused_in_one_line_and_leaves_no_folder(
+        tmp_path: Path, cli_env: dict[str, str]) -> None:
+    done = subprocess.run([sys.executable, "-m", "ens_tui", "--run-config", str(write_toml(tmp_path)),
+                           "--bind", "8.8.8.8"], cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "--bind 8.8.8.8: cannot listen there" in done.stderr, done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not list((tmp_path / "runs").glob("*")) if (tmp_path / "runs").exists() else True

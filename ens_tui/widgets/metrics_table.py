@@ -9,15 +9,14 @@ from rich.text import Text
 from textual.widgets import Static
 
 from engine.report_model import MemberScores, Report, Scores
+from ens_tui.widgets._format import accuracy, score
 
 METRICS = (("accuracy", "accuracy", True), ("nll", "NLL", False), ("brier", "Brier", False), ("ece", "ECE", False))
 """(key, label, higher is better)."""
 
 
 def _fmt(key: str, value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.2%}" if key == "accuracy" else f"{value:.4f}"
+    return accuracy(value) if key == "accuracy" else score(value)
 
 
 def _value(row: Scores | MemberScores, key: str) -> float:

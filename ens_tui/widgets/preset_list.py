@@ -52,6 +52,22 @@ class PresetList(OptionList):
             label.append(f"\n  ✗ {re.split(r'[:(,]', entry.problem)[0].strip()}", style="yellow dim")
         return Option(label, id=str(index))
 
+    def show_problem(self, index: int, problem: str | None) -> None:
+        """Relabel one setup for its edited config's problem (the entry itself keeps the file's own)."""
+        if 0 <= index < len(self.entries):
+            self.replace_option_prompt_at_index(index, self._option(index, Entry(self.entries[index].preset, problem)).prompt)
+
+    def put(self, entry: Entry) -> None:
+        """List a setup saved from this screen: in place of the one with the same file, else at the end."""
+        key = entry.preset.path.resolve()
+        index = next((i for i, e in enumerate(self.entries) if e.preset.path.resolve() == key), None)
+        if index is None:
+            self.entries.append(entry)
+            self.add_option(self._option(len(self.entries) - 1, entry))
+        else:
+            self.entries[index] = entry
+            self.replace_option_prompt_at_index(index, self._option(index, entry).prompt)
+
     @property
     def selected_entry(self) -> Entry | None:
         """The highlighted entry."""

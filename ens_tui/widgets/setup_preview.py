@@ -1,4 +1,5 @@
-"""What a setup will do, in one glance: strategy, ranks × device, members, epochs, data, model, output folder."""
+"""What a setup will do, in one glance: strategy, ranks × device, members, epochs, data (root, download), model,
+output folder."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def ranks_summary(config: RunConfig) -> str:
     return " + ".join(f"{n} × {device}" for device, n in counts.items())
 
 
-def _short(path: Path) -> str:
+def short_path(path: Path) -> str:
     """The path relative to the working folder when it is inside it."""
     try:
         return str(path.resolve().relative_to(Path.cwd()))
@@ -64,10 +65,13 @@ class SetupPreview(Static):
         table.add_row("optimizer", f"{t.optimizer}, lr {t.lr:g}")
         limit = f", first {config.data.limit} samples" if config.data.limit else ""
         table.add_row("dataset", f"{config.data.dataset}{limit}")
+        table.add_row("data root", Text.assemble(config.data.root,
+                                                 (f"  download = {str(config.data.download).lower()}", "dim")))
         table.add_row("OOD sets", ", ".join(config.data.ood) or "none")
         table.add_row("model", config.model.name)
         table.add_row("results", f"{config.output_dir}/<run-id>/")
-        table.add_row("file", Text(_short(preset.path), style="dim"))
+        table.add_row("file", Text.assemble(short_path(preset.path), (" + " + " ".join(preset.overridden))
+                                            if preset.overridden else "", style="dim"))
         parts: list[RenderableType] = [table]
         if entry.problem:
             parts.append(Text(f"\n✗ cannot run here: {entry.problem}", style="bold yellow"))

@@ -150,6 +150,8 @@ def test_memory_guard_splits_members_into_chunks() -> None:
 
 
 def rank_context(cfg: RunConfig, run_dir: Path) -> tuple[RankContext, io.BytesIO]:
+    """A rank on COMM_SELF with a run folder as the launcher leaves it (ranks never create one)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
     stream = io.BytesIO()
     return RankContext(MPI.COMM_SELF, cfg, CPU, Reporter(Sink(stream=stream), 0), run_dir), stream
 

@@ -184,7 +184,7 @@ async def test_a_launch_that_fails_is_shown_not_raised(tmp_path: Path) -> None:
         def events(self):  # pragma: no cover - never reached
             raise AssertionError
 
-        async def stop(self) -> None:
+        async def stop(self, reason: str = "") -> None:
             pass
 
     app = EnsTuiApp([my_config(tmp_path)], launcher_factory=lambda c: Broken(), setup_checker=no_cuda, cwd=tmp_path)
@@ -223,6 +223,12 @@ async def test_help_lists_the_keys_of_the_current_screen(in_repo: Path) -> None:
         assert isinstance(app.screen, HelpScreen)
         text = screen_text(app)
         assert "Launch" in text and "Members" in text
+        # Every key of the setup screen once: the fields' letters, save, runs (b is batch, r is runs).
+        for key, what in (("l", "Learning rate"), ("t", "Strategy"), ("n", "Ranks"), ("d", "Dataset"), ("s", "Save"),
+                          ("r", "Runs"), ("b", "Batch")):
+            assert f"{key}      {what}" in text, what
+        keys = [k for b in app.screen_stack[-2].BINDINGS for k in b.key.split(",")]  # type: ignore[union-attr]
+        assert len(keys) == len(set(keys))
         await pilot.press("escape")
         assert isinstance(app.screen, SetupScreen)
 
@@ -236,3 +242,21 @@ async def test_every_screen_fits(recorded_run: Path, size: tuple[int, int]) -> N
         text = screen_text(app)
         for needle in ("rank", "throughput", "utilization", "log", "training loss"):
             assert needle in text, needle
+
+
+@sync
+async def test_the_palettes_screenshot_lands_in_the_run_folder_and_says_where(
+        recorded_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(recorded_run, run_dir)
+    monkeypatch.setenv("HOME", str(tmp_path / "home-without-downloads"))
+    app = EnsTuiApp(show=run_dir, setup_checker=no_cuda)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, ReportScreen))
+        await pilot.press("ctrl+p")
+        await pilot.press(*"screenshot")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: list(run_dir.glob("*.svg")))
+        await wait_for(pilot, lambda: "Screenshot" in screen_text(app) and "saved" in screen_text(app))

@@ -48,3 +48,23 @@ def test_builtins_follow_quick_digits_in_file_name_order() -> None:
     names = [p.name for p in discover(cwd=Path("/nonexistent")) if p.source == "builtin"]
     assert names[:4] == ["quick-digits", "seed-cpu2-broadcast", "seed-cpu2-gpu1-broadcast", "seed-cpu2-gpu1-local"]
     assert names[1:] == sorted(names[1:])
+
+
+def test_command_line_overrides_apply_to_every_listed_setup(tmp_path: Path) -> None:
+    mine = tmp_path / "mine.toml"
+    mine.write_text('name = "mine"\n[data]\ndataset = "mnist"\ndownload = true\n')
+    presets = discover([mine], cwd=tmp_path, overrides={"data_root": "elsewhere", "members": 3, "seed": None})
+    assert all(p.config is not None for p in presets)
+    assert {(p.config.data.root, p.config.train.members) for p in presets if p.config} == {("elsewhere", 3)}
+    assert presets[0].overridden == ("--data-root", "--members") and presets[0].config.data.download
+    broken = discover([mine], cwd=tmp_path, overrides={"members": 0})[0]
+    assert broken.config is None and broken.error and "train.members" in broken.error
+
+
+def test_a_preset_describes_itself_in_one_line(tmp_path: Path) -> None:
+    names = {p.name: p.description for p in discover(cwd=Path("/nonexistent"))}
+    assert names["quick-digits"].startswith("The quick default: a small ensemble on scikit-learn's bundled digits")
+    assert "\n" not in names["seed-cpu2-broadcast"] and "2 epochs over MNIST" in names["seed-cpu2-broadcast"]
+    bare = tmp_path / "bare.toml"
+    bare.write_text('name = "bare"\n[train]\nmembers = 3\n')
+    assert discover([bare], cwd=tmp_path)[0].description.startswith("3 × seed-cnn on digits")
