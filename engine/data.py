@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -19,7 +20,7 @@ import torch
 
 from engine.config import DATASETS, TORCHVISION, DataConfig, split_source
 from engine.inputs import conform, to_unit
-from engine.preflight import FILE_DATASETS
+from engine.preflight import FILE_DATASETS, missing_data_advice
 from engine.seeding import derive_seed
 
 CLASS_NAMES = {
@@ -133,10 +134,11 @@ def _torchvision(dataset: str, root: str, download: bool) -> tuple[torch.Tensor,
             ds = cls(root=root, train=train, download=download)
         except RuntimeError as err:
             where = Path(root) / folder
-            raise DataError(
-                f"{dataset}: files not found under {where} ({err}). Set `download = true` in [data], or "
-                f"place torchvision's files there (e.g. {where}/raw/*-ubyte), or point `root` at them."
-            ) from None
+            raise DataError(f"{dataset}: files not found under {where} ({_one_line(err)}; expected {where}/raw/*-ubyte). "
+                            f"{missing_data_advice(download, root)}.") from None
+        except urllib.error.URLError as err:
+            raise DataError(f"{dataset}: downloading into {root} failed ({err.reason}). "
+                            f"{missing_data_advice(download, root)}.") from None
         except (OSError, ValueError, EOFError) as err:
             raise DataError(f"{dataset}: files under {Path(root) / folder} are unreadable or corrupt: {err}") from None
         data = torch.as_tensor(np.asarray(ds.data))
@@ -325,10 +327,8 @@ def _torchvision_class(name: str, root: str, download: bool) -> Source:
         try:
             ds = cls(root=root, download=download, **kwargs)
         except RuntimeError as err:
-            raise DataError(
-                f"{spec}: files not found under {root} ({_one_line(err)}). Set `download = true` in [data], or place "
-                "torchvision's files there, or point `root` at them."
-            ) from None
+            raise DataError(f"{spec}: files not found under {root} ({_one_line(err)}). "
+                            f"{missing_data_advice(download, root)}.") from None
         except TypeError as err:
             raise DataError(f"{spec}: does not take (root, train or split, download) ({_one_line(err)}); save it as an image "
                             "folder or .npz instead") from None
