@@ -6,11 +6,10 @@ file: exit code 2, one `ens-tui:` line per problem naming the field and what is 
 
 from __future__ import annotations
 
-import os
 import shlex
-import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from engine.config import (
     with_overrides,
 )
 from engine.preflight import builtin_data_bytes, memory_problem, setup_problem
+from tests.conftest import mounted_tmpfs
 
 REPO = Path(__file__).resolve().parents[1]
 PRESETS = sorted((REPO / "configs").glob("*.toml"))
@@ -188,18 +188,9 @@ def test_an_output_dir_that_cannot_hold_runs_is_refused_by_the_dry_run_as_by_a_l
 
 
 @pytest.fixture
-def read_only_disk(tmp_path: Path):  # noqa: ANN201
+def read_only_disk(tmp_path: Path) -> Iterator[Path]:
     """A read-only tmpfs, where os.access still says yes to root."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a file system needs root")
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=128m", "tmpfs", str(mount)]).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)])
+    yield from mounted_tmpfs(tmp_path / "ro", "ro,size=128m")
 
 
 @pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "launch"])

@@ -15,7 +15,7 @@ import sys
 import termios
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
@@ -24,7 +24,7 @@ import pytest
 from engine import events as ev
 from engine.run_folder import RunFolder
 from ens_tui.rundir import LAUNCHER_LOST, check_resumable, create_run_dir, is_running, run_status, write_run_info
-from tests.conftest import REPO, assert_no_process_left, run_launcher, run_pids, tiny_config
+from tests.conftest import REPO, assert_no_process_left, mounted_tmpfs, run_launcher, run_pids, tiny_config
 
 pytestmark = [pytest.mark.mpi, pytest.mark.timeout(240)]
 
@@ -217,18 +217,9 @@ def test_a_deleted_run_folder_fails_the_run_cleanly(tmp_path: Path, cli_env: dic
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path):  # noqa: ANN201
-    """A 96 MiB tmpfs the test can fill (needs root, as CI has)."""
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a small file system needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96m", "tmpfs", str(mount)]).returncode:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)])
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 96 MiB tmpfs the test can fill."""
+    yield from mounted_tmpfs(tmp_path / "disk", "size=96m")
 
 
 def fill(disk: Path) -> None:

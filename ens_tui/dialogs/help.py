@@ -43,7 +43,8 @@ class HelpScreen(ModalScreen[None]):
             if not binding.description or binding.description in seen:
                 continue
             seen.add(binding.description)
-            table.add_row(_key_label(binding), binding.description)
+            why = Text(f" — {binding.tooltip}", style="dim") if binding.tooltip else Text()
+            table.add_row(_key_label(binding), Text.assemble(binding.description, why))
         with VerticalScroll():
             yield Static(Text(self._title, style="bold"))
             yield Static(table)
