@@ -18,13 +18,18 @@ from it with `python -m engine.report RUN`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from engine.checkpoint import save_checkpoint
+
+if TYPE_CHECKING:
+    from engine.data import Splits
+    from engine.evaluation import EvalSets
 
 
 def _convert(value: Any, kind: type, to: Any) -> Any:
@@ -36,6 +41,34 @@ def _convert(value: Any, kind: type, to: Any) -> Any:
 def probabilities(logits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every set's softmax over classes, float32: the `sets` of a payload that has `logits`."""
     return {name: torch.softmax(torch.as_tensor(z), dim=-1).numpy() for name, z in logits.items()}
+
+
+def predictions_payload(per_member: dict[int, dict[str, np.ndarray]], diverged: Iterable[int], splits: Splits,
+                        eval_sets: EvalSets) -> dict[str, Any]:
+    """The payload of the members' logits (member index → set name → (N, K)) against the data they were scored on.
+
+    What rank 0 saves once every member is trained (engine.worker.finish), and what `python -m engine.partial`
+    reports for the members trained so far.
+    """
+    members = sorted(per_member)
+    logits = {name: np.stack([per_member[m][name] for m in members]) for name in eval_sets}
+    payload = {
+        "members": members,
+        "diverged": sorted(diverged),
+        "dataset": splits.name,
+        "classes": splits.classes,
+        "labels": splits.y_test.cpu().numpy(),
+        "images": (splits.x_test * splits.std + splits.mean).cpu().numpy(),
+        "inputs": splits.inputs(),
+        "logits": logits,
+        "sets": probabilities(logits),
+    }
+    if "val" in eval_sets:
+        payload["val_labels"] = splits.y_val.cpu().numpy()
+    if eval_sets.shift is not None:
+        payload["shift_index"] = eval_sets.shift.index.numpy()
+        payload["shift_labels"] = splits.y_test[eval_sets.shift.index].cpu().numpy()
+    return payload
 
 
 def save_predictions(path: Path, payload: dict[str, Any]) -> None:

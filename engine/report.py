@@ -32,6 +32,7 @@ from engine.report_model import (
     MemberScores,
     OodHistogram,
     OodResult,
+    Partial,
     PerClass,
     ReliabilityBin,
     Report,
@@ -306,6 +307,9 @@ def to_markdown(report: Report, title: str = "Uncertainty report") -> str:
     ens, mean, best = report.ensemble, report.mean_member, report.best_member
     lines = [f"# {title}", "", f"{report.members_count} members on `{report.dataset}`, "
              f"{report.test_size} test inputs.", ""]
+    if report.partial is not None:
+        lines += [f"> **Partial:** {report.partial.members} of {report.partial.of} members, those that had finished "
+                  "training when it was written; not the run's own report.", ""]
     if report.diverged:
         lines += [f"> **Warning:** members {report.diverged} diverged and are left out of the ensemble.", ""]
     lines += ["## Ensemble vs members", "", "| | accuracy | NLL | Brier | ECE |", "|---|---|---|---|---|"]
@@ -460,10 +464,16 @@ def write_report(run_dir: Path, report: Report, title: str) -> tuple[Path, Path]
     return folder.report_json, folder.report_md
 
 
-def publish(folder: RunFolder, payload: dict[str, Any], settings: ReportConfig) -> Report:
-    """Score a predictions payload and write everything the report is: report.json, report.md, figures, report.html."""
+def publish(folder: RunFolder, payload: dict[str, Any], settings: ReportConfig, *, title: str | None = None,
+            partial: Partial | None = None) -> Report:
+    """Score a predictions payload and write everything the report is: report.json, report.md, figures, report.html.
+
+    `partial`: the payload holds only the members trained so far (engine.partial); the report says so.
+    """
     report = build_report(payload, settings.ood_scores)
-    title = f"Uncertainty report — {folder.name}"
+    if partial is not None:
+        report = report.model_copy(update={"partial": partial})
+    title = title or f"Uncertainty report — {folder.name}"
     if settings.figures:
         from engine.figures import draw_figures
         from engine.report_html import write_html

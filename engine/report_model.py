@@ -276,12 +276,24 @@ class ReportError(ValueError):
     """report.json cannot be read or is not a report; the message is one line saying which and why."""
 
 
+class Partial(_Part):
+    """Marks the report of the members trained so far (`python -m engine.partial`), written while the run trains or
+    after it failed or was interrupted, into runs/<id>/partial/: never the run's own report."""
+
+    members: int
+    """Members in this report (k): those whose checkpoint had completed every epoch (diverged ones included)."""
+    of: int
+    """Members the run trains (K)."""
+
+
 class Report(_Part):
     """Every figure of the uncertainty report (report.md shows the same ones, laid out for people)."""
 
     dataset: str = ""
     classes: list[str] = Field(default_factory=list)
     members_count: int
+    partial: Partial | None = None
+    """Set in a partial report only (k of K members); None in the run's own report."""
     diverged: list[int] = Field(default_factory=list)
     """Members left out of the ensemble because their loss went non-finite."""
     test_size: int

@@ -1,7 +1,8 @@
 """The run folder's layout: every file a run leaves behind, named in this one place.
 
     runs/<id>/config.toml · run.json · run.lock · events.jsonl · mpiexec.log · checkpoints/member-XX.pt ·
-             predictions.pt · report.json · report.md · report.html · figures/*.png · ensemble.ts.pt · ensemble.onnx
+             predictions.pt · report.json · report.md · report.html · figures/*.png · ensemble.ts.pt · ensemble.onnx ·
+             partial/{report.json, report.md, report.html, figures/*.png}
 
 Torch-free: the launcher and the dashboard (ens_tui) and the ranks (engine) all import it. Reading and
 writing the files is done by the modules that own them; this one only says where they are.
@@ -81,6 +82,13 @@ class RunFolder:
     def figures(self) -> Path:
         """The report's pictures (PNG), for papers; report.md links them."""
         return self.path / "figures"
+
+    @property
+    def partial(self) -> RunFolder:
+        """partial/: the report of the members trained so far (`python -m engine.partial`), laid out as the run's
+        own report files are (`partial.report_json`, `.report_md`, `.report_html`, `.figures`), so it never
+        overwrites them; the next partial report replaces it."""
+        return RunFolder(self.path / "partial")
 
     def exported(self, fmt: str) -> Path:
         """Where `ens-tui export --format fmt` writes the ensemble by default."""

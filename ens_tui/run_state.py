@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from engine import events as ev
 from engine.config import RunConfig
@@ -75,9 +75,18 @@ class RankState:
         return f"{self.host}:{self.pid}" if self.pid is not None else "?"
 
 
+class ValPoint(NamedTuple):
+    """One member's validation scores after an epoch (None where the rank sent none)."""
+
+    epoch: int
+    """Epochs done, counted from 1 (the loss plot's x at the epoch's end)."""
+    accuracy: float | None
+    nll: float | None
+
+
 @dataclass
 class MemberProgress:
-    """Training progress of one ensemble member, for the loss plot and the overall progress bar."""
+    """Training progress of one ensemble member, for the loss and validation plots and the overall progress bar."""
 
     member: int
     rank: int | None = None
@@ -85,8 +94,18 @@ class MemberProgress:
     losses: list[tuple[float, float]] = field(default_factory=list)
     epoch_losses: list[tuple[float, float]] = field(default_factory=list)
     val_accuracy: float | None = None
+    val: list[ValPoint] = field(default_factory=list)
+    """Validation accuracy and NLL after each epoch, in epoch order; empty without a validation split."""
     done: bool = False
     diverged: bool = False
+
+    def add_val(self, point: ValPoint) -> None:
+        """Keep `point`; an epoch seen again (a resume retraining it) replaces the series from there on."""
+        if point.accuracy is None and point.nll is None:
+            return
+        while self.val and self.val[-1].epoch >= point.epoch:
+            self.val.pop()
+        self.val.append(point)
 
 
 @dataclass
@@ -238,6 +257,7 @@ class RunState:
                 m.fraction = max(m.fraction, (event.epoch + 1) / event.epochs)
                 m.epoch_losses.append((float(event.epoch + 1), event.train_loss))
                 m.val_accuracy = event.val_accuracy
+                m.add_val(ValPoint(event.epoch + 1, event.val_accuracy, event.val_nll))
             case ev.Util():
                 r = self.rank(event.rank or 0)
                 r.util = event

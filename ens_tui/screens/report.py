@@ -142,7 +142,10 @@ class ReportScreen(Screen[None]):
                         for item in report.most_uncertain:
                             yield UncertainInput(item, report.classes)
             with TabPane("5 predict", id="predict"):
-                if report.inputs is not None:
+                if report.partial is not None:
+                    yield Static("a partial report cannot predict: `ens-tui predict` needs the run's own report, "
+                                 "written once every member is trained", classes="empty")
+                elif report.inputs is not None:
                     yield PredictPane(self.run_dir, report.classes, id="predict-pane")
                 else:
                     yield Static("this run was written by an older ens-tui (its report has no input spec): "
@@ -227,7 +230,12 @@ class ReportScreen(Screen[None]):
 
     def _title(self) -> Text:
         report = self.report
-        title = Text.assemble(("report", "bold"), (f"  {report.dataset or '?'} · {report.members_count} members", "dim"))
+        partial = report.partial
+        if partial is None:
+            title = Text.assemble(("report", "bold"), (f"  {report.dataset or '?'} · {report.members_count} members", "dim"))
+        else:  # the members trained so far (engine.partial): say so first, where it cannot be missed
+            title = Text.assemble(("report", "bold"), "  ", (f" partial: {partial.members} of {partial.of} members ",
+                                                             "bold reverse yellow"), (f"  {report.dataset or '?'}", "dim"))
         title.append(f" · accuracy {report.ensemble.accuracy:.2%}", style="bold green")
         title.append(f"  {self.run_dir}", style="dim")
         return title

@@ -9,6 +9,8 @@ A replay (`ens-tui show`) folds a recorded event list through the same RunState 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,20 +22,21 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import ContentSwitcher, Footer, Header, Static
 from textual.worker import Worker, WorkerState
 
 from engine import events as ev
 from engine.config import RunConfig
 from engine.run_folder import RunFolder
 from ens_tui import messages as msg
-from ens_tui.run_state import RunState
+from ens_tui.run_state import Level, LogEntry, RunState
 from ens_tui.widgets.log_pane import LogPane
 from ens_tui.widgets.loss_plot import LossPlot
 from ens_tui.widgets.rank_table import RankRow, RankTable
 from ens_tui.widgets.setup_preview import ranks_summary
 from ens_tui.widgets.throughput import ThroughputPanel
 from ens_tui.widgets.utilization import UtilizationPanel
+from ens_tui.widgets.validation_plot import METRICS, ValidationPlot
 
 REDRAW_SECONDS = 1.0
 STOP_WAIT_SECONDS = 15.0
@@ -54,17 +57,28 @@ class RunLauncher(Protocol):
 
 
 STATUS_STYLE = {"finished": "bold green", "failed": "bold red", "interrupted": "bold yellow"}
+PARTIAL = "engine.partial"
+"""The engine command that writes the partial report (runs/<id>/partial/), run in a subprocess: no torch here."""
+
+
+class PartialReportFailed(RuntimeError):
+    """`python -m engine.partial` wrote no report; the message is its last line (why)."""
 
 
 class RunScreen(Screen[None]):
     """One run, live (`launcher=`) or replayed (`events=`)."""
 
     BINDINGS = [
-        Binding("r", "report", "Report"),
+        # One of the three `r`s is offered at a time (check_action): the footer and the help say which and why.
+        Binding("r", "report", "Report", tooltip="the run's uncertainty report"),
+        Binding("r", "partial_report", "Partial report",
+                tooltip="the members trained so far, scored and marked partial (before the run's own report)"),
+        Binding("r", "no_report", "No report yet", tooltip="no member has finished all its epochs yet"),
         Binding("x", "stop", "Stop run"),
         Binding("n", "new_run", "New run"),
         Binding("l", "focus_log", "Log", show=False),
         Binding("v", "loss_view", "Loss view"),
+        Binding("a", "plots", "Val", tooltip="validation accuracy, then NLL, per member per epoch"),
         Binding("question_mark", "app.help", "Keys"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -91,7 +105,9 @@ class RunScreen(Screen[None]):
         self.run_dir = run_dir
         self._replay = list(events or [])
         self._dirty = True
-        self._last_title: Text | None = None
+        self._last_title: tuple[Text, str] | None = None
+        self._partial: subprocess.Popen[str] | None = None
+        """The engine process writing the partial report (the last one started)."""
         self._reader: Worker[None] | None = None
         self._reader_done = asyncio.Event()
         """Set when the event reader has ended, however it ended (what `stop_run` waits on)."""
@@ -116,7 +132,9 @@ class RunScreen(Screen[None]):
         yield Static(id="run-title")
         yield RankTable(id="ranks")
         with Horizontal(id="run-middle"):
-            yield LossPlot(id="loss")
+            with ContentSwitcher(initial="loss", id="run-plots"):
+                yield LossPlot(id="loss")
+                yield ValidationPlot(id="val")
             with Vertical(id="run-side"):
                 throughput = ThroughputPanel(id="throughput")
                 throughput.border_title = "throughput"
@@ -166,6 +184,12 @@ class RunScreen(Screen[None]):
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """Every failure of the event reader becomes a visible error and ends the run as failed."""
+        if event.worker.group == "partial" and event.state == WorkerState.ERROR:
+            error = event.worker.error
+            reason = (str(error) or type(error).__name__) if error is not None else "unknown error"
+            self._note("warning", f"partial report: {reason}")
+            self.notify(reason, title="No partial report", severity="error", timeout=8)
+            return
         if event.worker is not self._reader or event.state != WorkerState.ERROR or not self.state.running:
             return
         error = event.worker.error
@@ -206,7 +230,24 @@ class RunScreen(Screen[None]):
         entries = self.state.apply(event)
         if entries:
             self.query_one(LogPane).add(entries, self.state.started_t)
+        if isinstance(event, ev.RunDone) and event.status != "finished" and self.run_dir is not None:
+            self._resume_hint()
         self._dirty = True
+
+    def _note(self, level: Level, text: str) -> None:
+        """A line of this screen's own in the log (not the run's: a replay does not repeat it), stamped now."""
+        state = self.state
+        now = time.time()
+        elapsed = state.elapsed_at(now) if self.launcher is not None else state.elapsed
+        entry = LogEntry((state.started_t or now) + elapsed, level, "ens-tui", text)
+        self.query_one(LogPane).add([entry], state.started_t)
+
+    def _resume_hint(self) -> None:
+        """An interrupted or failed run: how to go on with it, and the report of what it trained."""
+        done = self.state.members_done()
+        partial = f"; r shows the partial report of the {done} member{'s' * (done != 1)} trained" if (
+            done and self.state.report is None) else ""
+        self._note("info", f"continue it from its checkpoints: ens-tui --resume {self.run_dir}{partial}")
 
     # ------------------------------------------------------------------ drawing
 
@@ -219,13 +260,15 @@ class RunScreen(Screen[None]):
         elapsed = state.elapsed_at(time.time()) if self.launcher is not None else state.elapsed
         self.query_one(RankTable).ranks = tuple(RankRow.of(r) for r in state.ranks.values())
         self.query_one(LossPlot).set_members(state.members, final=not state.running)
+        self.query_one(ValidationPlot).set_members(state.members)
         self.query_one(ThroughputPanel).show(state, elapsed)
         self.query_one(UtilizationPanel).show(state)
         title = self._title()
-        if title != self._last_title:
-            # The footer's keys depend only on what the title shows (running, finished, report ready).
-            self._last_title = title
-            self.query_one("#run-title", Static).update(title, layout=False)
+        if (title, self._report_key()) != self._last_title:
+            # The footer's keys depend only on what the title shows (running, finished) and which report `r` opens.
+            if self._last_title is None or title != self._last_title[0]:
+                self.query_one("#run-title", Static).update(title, layout=False)
+            self._last_title = (title, self._report_key())
             self.refresh_bindings()
         self._dirty = False
 
@@ -251,19 +294,70 @@ class RunScreen(Screen[None]):
 
     # ------------------------------------------------------------------ actions
 
+    def _report_key(self) -> str:
+        """Which `r` action is offered: the run's report, the partial one, or a word that there is none yet."""
+        if self.run_dir is not None and self.state.report is not None:
+            return "report"
+        if self.run_dir is not None and self.state.members_done():
+            return "partial_report"
+        return "no_report"
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "report":
-            return self.state.report is not None and self.run_dir is not None or None
+        if action in ("report", "partial_report", "no_report"):
+            return action == self._report_key()
+        # Only one of x and n applies at a time: the other is left out, so every key fits in an 80-column footer.
         if action == "stop":
-            return self.live or None
+            return self.live
         if action == "new_run":
-            return not self.live or None
+            return not self.live
         return True
 
     def action_report(self) -> None:
         """Show the uncertainty report of this run."""
         if self.run_dir is not None:
             self.post_message(self.ReportAvailable(self.run_dir, self.state.config))
+
+    def action_no_report(self) -> None:
+        """Say why there is no report to show yet."""
+        if self.run_dir is None:
+            why = "the run has no folder yet" if self.state.running else "the run never started"
+        else:
+            epochs = self.state.config.train.epochs if self.state.config is not None else None
+            all_epochs = f"all {epochs} epoch{'s' * (epochs != 1)}" if epochs is not None else "all its epochs"
+            why = (f"no member has finished training yet: a partial report needs one that completed {all_epochs}; "
+                   "the run's report comes once every member is trained")
+        self.notify(why, title="No report yet", severity="warning", timeout=6)
+
+    def action_partial_report(self) -> None:
+        """Write and show the report of the members trained so far (an engine process; a few seconds)."""
+        if self.run_dir is None:
+            return
+        if any(w.group == "partial" and w.is_running for w in self.workers):
+            self.notify("the partial report is still being written…", title="Partial report", timeout=3)
+            return
+        done, total = self.state.members_done(), self.state.total_members
+        self.notify(f"scoring the {done} of {total} members trained so far…", title="Partial report", timeout=4)
+        self.write_partial(self.run_dir)
+
+    @work(thread=True, exclusive=True, group="partial", exit_on_error=False, description="write the partial report")
+    def write_partial(self, run_dir: Path) -> None:
+        """Run `python -m engine.partial RUN`, passing on its progress; open its report when it is written."""
+        command = [sys.executable, "-m", PARTIAL, str(run_dir)]
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True)
+        self._partial = proc
+        said: list[str] = []
+        assert proc.stderr is not None
+        for line in proc.stderr:  # one line per stage; the last one of a failure says why
+            said.append(line.strip().removeprefix(f"{PARTIAL}: "))
+            self.app.call_from_thread(self.notify, said[-1], title="Partial report", timeout=3)
+        if proc.wait() != 0:
+            raise PartialReportFailed(said[-1] if said else f"{PARTIAL} ended with exit code {proc.returncode}")
+        self.app.call_from_thread(self._partial_written, RunFolder(run_dir).partial)
+
+    def _partial_written(self, folder: RunFolder) -> None:
+        self._note("info", f"partial report written: {folder.report_md}")
+        self.post_message(self.ReportAvailable(folder.path, self.state.config))
 
     def action_stop(self) -> None:
         """Ask, then interrupt the run but stay on the dashboard."""
@@ -284,8 +378,24 @@ class RunScreen(Screen[None]):
         self.query_one(LogPane).focus()
 
     def action_loss_view(self) -> None:
-        """Cycle the loss plot through linear, log-y and smoothed views."""
+        """Cycle the loss plot through linear, log-y and smoothed views (the validation plot gives way to it)."""
+        plots = self.query_one("#run-plots", ContentSwitcher)
+        if plots.current != "loss":
+            plots.current = "loss"
+            return
         self.query_one(LossPlot).next_view()
+
+    def action_plots(self) -> None:
+        """Show validation accuracy per member, then validation NLL, then the training loss again."""
+        plots = self.query_one("#run-plots", ContentSwitcher)
+        val = self.query_one(ValidationPlot)
+        if plots.current == "loss":
+            val.metric = METRICS[0]
+            plots.current = "val"
+        elif val.metric != METRICS[-1]:
+            val.metric = METRICS[METRICS.index(val.metric) + 1]
+        else:
+            plots.current = "loss"
 
     async def stop_run(self, reason: str = "stopped by the user") -> None:
         """Stop every rank and wait until the launcher's last event (RunDone) has been folded in."""
@@ -307,6 +417,8 @@ class RunScreen(Screen[None]):
         self._sync_views()
 
     async def on_unmount(self) -> None:
+        if self._partial is not None and self._partial.poll() is None:
+            self._partial.terminate()  # a partial report nobody will see
         # Belt and braces: a screen that goes away never leaves ranks behind.
         if self.live and self.launcher is not None:
             await self.launcher.stop()
