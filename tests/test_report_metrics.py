@@ -25,7 +25,7 @@ from engine import calibration as C
 from engine import ood as O
 from engine import selective as S
 from engine import uncertainty as U
-from engine.predictions import save_predictions
+from engine.predictions import image_bytes, load_predictions, save_predictions
 from engine.report import SIZE_SUBSETS, build_report, main, size_subsets, to_markdown
 from engine.report_model import Report
 
@@ -464,3 +464,16 @@ def test_a_run_is_rescored_with_the_ood_scores_its_config_names(tmp_path: Path,
 
     assert main([str(tmp_path / "nowhere")]) == 2
     assert "no predictions" in capsys.readouterr().err
+
+
+def test_8_bit_test_images_are_stored_as_bytes_and_come_back_exactly(tmp_path: Path) -> None:
+    levels = torch.randint(0, 256, (50, 1, 28, 28)).float() / 255
+    mean, std = 0.1307, 0.3081
+    denormalised = (levels - mean) / std * std + mean  # what rank 0 holds after training on normalised data
+    stored = image_bytes(denormalised)
+    assert stored.dtype == np.uint8, "an 8-bit source costs a byte per pixel, not four"
+    smooth = torch.rand(5, 1, 8, 8)
+    assert image_bytes(smooth).dtype == np.float32, "images between the 8-bit levels keep every value"
+    path = tmp_path / "predictions.pt"
+    save_predictions(path, {"images": stored, "logits": {"test": np.zeros((1, 50, 10), np.float32)}})
+    np.testing.assert_array_equal(load_predictions(path)["images"], levels.numpy())
