@@ -23,7 +23,7 @@ from engine.checkpoint import CheckpointError
 from engine.config import ConfigError, RunConfig, load_config
 from engine.events import ENDPOINT_ENV, TOKEN_ENV
 from engine.placement import announced_members, placement_warning, ranks_on_host
-from engine.predictions import probabilities, save_predictions
+from engine.predictions import predictions_payload, save_predictions
 from engine.rank import Outcome, RankContext, resolve_device
 from engine.report import NoEnsemble, publish
 from engine.reporter import Reporter, UtilSampler, connect_sink, hello
@@ -50,26 +50,10 @@ def finish(ctx: RankContext, outcome: Outcome) -> None:
     for logits, div in gathered:
         per_member.update(logits)
         diverged += [m for m, d in div.items() if d]
-    members = sorted(per_member)
     splits, eval_sets = outcome.splits, outcome.eval_sets
     assert splits is not None and eval_sets is not None, "rank 0 always holds the data"
-    logits = {name: np.stack([per_member[m][name] for m in members]) for name in eval_sets}
-    payload = {
-        "members": members,
-        "diverged": sorted(diverged),
-        "dataset": splits.name,
-        "classes": splits.classes,
-        "labels": splits.y_test.cpu().numpy(),
-        "images": (splits.x_test * splits.std + splits.mean).cpu().numpy(),
-        "inputs": splits.inputs(),
-        "logits": logits,
-        "sets": probabilities(logits),
-    }
-    if "val" in eval_sets:
-        payload["val_labels"] = splits.y_val.cpu().numpy()
-    if eval_sets.shift is not None:
-        payload["shift_index"] = eval_sets.shift.index.numpy()
-        payload["shift_labels"] = splits.y_test[eval_sets.shift.index].cpu().numpy()
+    payload = predictions_payload(per_member, diverged, splits, eval_sets)
+    members = payload["members"]
     folder = RunFolder(ctx.run_dir)
     save_predictions(folder.predictions, payload)
     ctx.reporter.send(ev.PredictionsSaved(path=str(folder.predictions), members=members))
