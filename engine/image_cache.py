@@ -1,5 +1,7 @@
-"""Decoded image folders kept on disk, so the next run of the same files starts in about a second.
+"""Decoded images kept on disk, so the next run of the same files starts in about a second.
 
+Your image folders (engine.imagefolder) and the named sets' files (torchvision's MNIST-family idx files and
+CIFAR-10 batches, scikit-learn's digits: engine.data) are both kept here, never decoded twice.
 An entry is one folder under `cache_dir()`: a uint8 (N, C, H, W) `.npy` per split and a small `meta.json`
 (classes, labels, file list). Its name is derived from everything that decides its content (the folder,
 every file's size and mtime, the requested size and channels), so an edited file is simply a new entry,
@@ -73,8 +75,26 @@ def _files_part(name: str) -> str:
     return name.split("-")[1]
 
 
+def file_stats(root: Path, files: Sequence[str]) -> list[tuple[str, int, int]] | None:
+    """(path relative to root, size, mtime in ns) of each file, sorted: what `entry_name` hashes; None when one is
+    missing (a dataset not downloaded yet, say)."""
+    out = []
+    for rel in sorted(files):
+        try:
+            st = os.stat(Path(root) / rel)
+        except OSError:
+            return None
+        out.append((rel, st.st_size, st.st_mtime_ns))
+    return out
+
+
 def read_entry(name: str) -> CachedImages | None:
-    """The entry, or None when there is none (or it vanished or broke while being read: decode again)."""
+    """The entry, or None when there is none (or it vanished or broke while being read: decode again).
+
+    Images are memory-mapped copy-on-write: ranks on one host share the pages, nothing is read before it is used,
+    and the arrays stay writable (torch takes them without a copy). Entries are never changed in place, only
+    replaced by a rename, so a mapping stays valid even while a newer entry removes this one.
+    """
     path = cache_dir() / name
     try:
         meta = json.loads((path / META).read_text())
@@ -82,7 +102,7 @@ def read_entry(name: str) -> CachedImages | None:
             return None
         entry = CachedImages(classes=list(meta["classes"]))
         for split, info in meta["splits"].items():
-            entry.images[split] = np.load(path / f"{split}.npy", allow_pickle=False)
+            entry.images[split] = np.load(path / f"{split}.npy", mmap_mode="c", allow_pickle=False)
             entry.labels[split] = np.asarray(info["labels"], dtype=np.int64)
             entry.files[split] = list(info["files"])
             if len(entry.images[split]) != len(entry.labels[split]):

@@ -122,3 +122,15 @@ def mounted_tmpfs(folder: Path, options: str) -> Iterator[Path]:
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Decoded datasets go to a cache of the suite's own (ranks and CLI subprocesses inherit it), never the user's."""
+    before = os.environ.get("ENS_TUI_CACHE")
+    os.environ["ENS_TUI_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        os.environ.pop("ENS_TUI_CACHE", None)
+    else:
+        os.environ["ENS_TUI_CACHE"] = before
