@@ -142,13 +142,16 @@ async def test_once_every_member_is_trained_the_run_reads_scoring_and_each_rank_
     factory = Factory(BROADCAST, tmp_path, hold_after=last(ev.MemberDone) + 1)
     app = EnsTuiApp([BROADCAST / "config.toml"], launcher_factory=factory, setup_checker=no_cuda, cwd=tmp_path)
     async with app.run_test(size=(100, 30)) as pilot:
-        await held_dashboard(pilot, app, lambda text: "● scoring" in text)
+        def rows(text: str) -> list[str]:
+            return [line for line in text.splitlines() if "(2/2)" in line and "scoring" in line]
+
+        await held_dashboard(pilot, app, lambda text: "● scoring" in text and len(rows(text)) == 2)
         run = run_screen(app)
         assert run is not None
         steps = run.state.ranks[0].steps
         text = screen_text(app)
         for members in ("m0, m2", "m1, m3"):
-            row = next(line for line in text.splitlines() if f"{members} (2/2)" in line)
+            row = next(line for line in rows(text) if f"{members} (2/2)" in line)
             assert re.search(rf"\b3/3\s+{steps}/{steps}\b", row), row
             assert "scoring" in row and "training" not in row
         assert "ETA –" in text and "ETA 0s" not in text
