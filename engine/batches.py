@@ -1,11 +1,13 @@
 """Where a rank's training batches come from; every source yields an epoch's (x, y) on the training device.
 
-Batch order depends only on (run seed, epoch), so every member sees the same batches on every strategy.
+Under `train.data_order = "shared"` the batch order depends only on (run seed, epoch): every member sees
+the same batches. Under "per-member" member i's order depends only on (run seed, i, epoch), and a batch
+stacks one row per member: x (K, B, ...), y (K, B). Either way a member sees the same batches on every strategy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 import torch
@@ -20,7 +22,10 @@ class BatchSource(Protocol):
     collective: bool
     """Every rank must walk every epoch (the batches come from a collective such as `Bcast`)."""
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The shared stream. A source that serves `train.data_order = "per-member"` (`LocalBatches`) also takes
+        `members` and stacks their own batches; broadcast serves only the shared one."""
+        ...
 
 
 class LocalBatches:
@@ -34,10 +39,14 @@ class LocalBatches:
         self.slices = batch_slices(len(y), batch_size)
         self.steps = len(self.slices)
 
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        order = epoch_order(self.seed, epoch, len(self.y)).to(self.x.device)
+    def epoch(self, epoch: int, members: Sequence[int] | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The shared stream; or, given `members`, each one's own order stacked (row j is `members[j]`'s batch)."""
+        n = len(self.y)
+        order = epoch_order(self.seed, epoch, n) if members is None else \
+            torch.stack([epoch_order(self.seed, epoch, n, m) for m in members])
+        order = order.to(self.x.device)
         for s in self.slices:
-            idx = order[s]
+            idx = order[..., s]
             x, y = self.x[idx], self.y[idx]
             if x.device != self.device:
                 # A gathered batch is a fresh, pageable tensor: pin it (PyTorch's caching host allocator

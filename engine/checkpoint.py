@@ -41,6 +41,8 @@ def save_member(member: Member, folder: RunFolder, config: RunConfig) -> Path:
             "optimizer": member.optimizer.state_dict(),
             "epoch": member.epochs_done,
             "diverged": member.diverged,
+            "stopped": member.stopped,
+            "lr_factor": member.lr_factor,
             "rng": torch.get_rng_state(),
             "config": config.model_dump(mode="json"),
             "fingerprint": fingerprint(config),
@@ -84,4 +86,6 @@ def restore_member(member: Member, folder: RunFolder, device: torch.device, conf
         raise CheckpointError(f"{name} does not fit model {config.model.name} (did its code change?); "
                               f"{RETRAIN}") from None
     member.diverged = bool(state.get("diverged", False))
+    member.stopped = bool(state.get("stopped", False))
+    member.lr_factor = float(state.get("lr_factor", 1.0))
     return True

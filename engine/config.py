@@ -189,6 +189,15 @@ class TrainConfig(_Section):
     schedule: Literal["constant", "cosine"] = "constant"
     """Learning rate over training: constant, or cosine decay from `lr` to 0 by the last step (steadier
     members at the end, so the ensemble gains more from each)."""
+    data_order: Literal["shared", "per-member"] = "shared"
+    """Batch order: one stream of (seed, epoch) every member sees, or member i's own order from (seed, i, epoch)
+    as in the deep-ensembles recipe (local, sequential, fused; broadcast serves one shared stream)."""
+    live_ensemble: bool = True
+    """Score the ensemble of the members' latest states on the validation split whenever a member ends an
+    epoch (the `ensemble` event: the dashboard's ensemble panel and size curve)."""
+    stop_when_nll_gain_below: float = Field(0.0, ge=0.0, le=10.0)
+    """Stop handing out members once each of the last two ensemble sizes gained less validation NLL than this
+    (e.g. 0.002; 0 = train every member). Needs a member queue: dynamic placement, or one rank."""
 
 
 class RankGroup(_Section):
@@ -226,6 +235,9 @@ class ParallelConfig(_Section):
     stall_timeout_s: float = Field(120.0, ge=5.0, le=86400.0)
     """A rank that sends nothing (steps and resource samples arrive every second or so) for this long is
     declared stalled, and the run fails instead of hanging."""
+    straggler_after_s: float = Field(30.0, ge=1.0, le=86400.0)
+    """A rank training at under half its peers' median rate for this long is flagged as a straggler (its row turns
+    red) and, with a member queue, gets no new members while flagged."""
     mpiexec_args: list[str] = Field(default_factory=list)
     """Extra arguments placed right after `mpiexec`, e.g. ["-launcher", "ssh", "-iface", "eth1", "-bind-to",
     "core"] (mpich's hydra; see README "Clusters")."""
@@ -279,6 +291,23 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
+
+    @model_validator(mode="after")
+    def _policies_fit_the_strategy(self) -> RunConfig:
+        parallel, train = self.parallel, self.train
+        if train.data_order == "per-member" and parallel.strategy == "broadcast":
+            raise ValueError("train.data_order = 'per-member' cannot run under broadcast, which serves every rank "
+                             "one shared batch stream; use strategy local, sequential or fused, or data_order = "
+                             "'shared'")
+        if train.stop_when_nll_gain_below > 0:
+            queued = parallel.placement == "dynamic" and parallel.strategy in ("local", "fused")
+            if not (queued or parallel.world_size == 1):
+                raise ValueError("train.stop_when_nll_gain_below needs members handed out from a queue: "
+                                 "placement = 'dynamic' with strategy local or fused, or a single rank")
+            if self.data.val_fraction == 0:
+                raise ValueError("train.stop_when_nll_gain_below judges the gain on the validation split; "
+                                 "set data.val_fraction above 0")
+        return self
 
     def to_toml(self) -> str:
         """The resolved config, every default spelled out, as TOML."""

@@ -62,7 +62,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float,
     """(accuracy, mean negative log-likelihood) of one model."""
     if len(y) == 0:
         return float("nan"), float("nan")
-    probs = predict_probs(model, x)
+    return probs_scores(predict_probs(model, x), y)
+
+
+def probs_scores(probs: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(accuracy, mean negative log-likelihood) of softmax outputs against labels."""
     y = y.cpu()
     accuracy = float((probs.argmax(1) == y).float().mean())
     nll = float(-torch.log(probs[torch.arange(len(y)), y].clamp_min(1e-12)).mean())

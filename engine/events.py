@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
+from engine.report_model import SizeLaw, SizePoint
+
 MAX_FRAME_BYTES = 64 * 1024
 ENDPOINT_ENV = "ENS_TUI_ENDPOINT"
 """Where ranks connect (`host:port`), set by the launcher in each rank's environment."""
@@ -124,7 +126,35 @@ class MemberDone(_Event):
     seconds: float = Field(ge=0)
     val_accuracy: float | None = None
     diverged: bool = False
+    stopped: bool = False
+    """Stopped by the user before its last epoch; it keeps what it learned."""
     checkpoint: str | None = None
+
+
+class Ensemble(_Event):
+    """The ensemble of every member's latest state, scored on the validation split when a member ends an epoch.
+
+    Sent by the rank that ended the epoch (engine.live), stamped (`t`) when it read the members' files.
+    Events from different ranks may cross on the way, so the newest ensemble is the one with the latest `t`
+    (not the most `member_epochs`: a diverged member leaves, a restarted one starts over). `curve` and `fit`
+    cover the finished members only: the value of the next member.
+    """
+
+    type: Literal["ensemble"] = "ensemble"
+    size: int = Field(ge=1)
+    members: list[int] = Field(max_length=1024)
+    member_epochs: int = Field(ge=1)
+    """Epochs the scored states hold, summed over the members."""
+    val_accuracy: float
+    val_nll: float
+    val_ece: float
+    mutual_information: float
+    disagreement: float
+    finished: list[int] = Field(default_factory=list, max_length=1024)
+    curve: list[SizePoint] = Field(default_factory=list, max_length=256)
+    """Accuracy and NLL of k of the finished members, k = 1..len(finished), averaged over random orders."""
+    fit: SizeLaw | None = None
+    """NLL(k) ≈ a + b/k through `curve` (two finished members or more)."""
 
 
 class Log(_Event):
@@ -179,6 +209,20 @@ class RankSilent(_Event):
     seconds: float = Field(ge=0)
 
 
+class Straggler(_Event):
+    """Rank `rank` has trained at under half its peers' median rate for a while (flagged), or has caught up.
+
+    Made by the launcher, never accepted from a rank. While flagged, a member queue hands the rank no new members.
+    """
+
+    type: Literal["straggler"] = "straggler"
+    flagged: bool
+    samples_per_s: float = Field(ge=0)
+    peers_median: float = Field(ge=0)
+    seconds: float = Field(ge=0)
+    """How long the rank had been that slow when flagged."""
+
+
 class RunDone(_Event):
     """The launcher's last word on a run: how it ended and why."""
 
@@ -191,14 +235,14 @@ class RunDone(_Event):
 
 Event = Annotated[
     Union[
-        Hello, MemberStart, Step, Epoch, Util, MemberDone, Log, Error, PredictionsSaved, ReportSaved, Goodbye,
-        RankSilent, RunDone,
+        Hello, MemberStart, Step, Epoch, Util, MemberDone, Ensemble, Log, Error, PredictionsSaved, ReportSaved, Goodbye,
+        RankSilent, Straggler, RunDone,
     ],
     Field(discriminator="type"),
 ]
 EVENT_TYPES = (
-    Hello, MemberStart, Step, Epoch, Util, MemberDone, Log, Error, PredictionsSaved, ReportSaved, Goodbye,
-    RankSilent, RunDone,
+    Hello, MemberStart, Step, Epoch, Util, MemberDone, Ensemble, Log, Error, PredictionsSaved, ReportSaved, Goodbye,
+    RankSilent, Straggler, RunDone,
 )
 _adapter: TypeAdapter[Event] = TypeAdapter(Event)
 

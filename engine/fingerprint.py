@@ -3,7 +3,8 @@
 A fingerprint is the flat set of config values that determine the members (`{"seed": 0, "model.name": …}`);
 a launch stores it in run.json and every checkpoint stores it too. A resume may change where and how the
 members train (ranks, strategy, threads, the data's root) and may grow what the OVERRIDES table lets grow
-(more epochs), but nothing else.
+(more epochs), but nothing else. Only `ens-tui extend` changes the member count, of a finished run: member i
+is seeded by (seed, i) whatever the count, so the count is the run's (run.json), not each checkpoint's.
 
 Torch-free: the CLI checks a run folder before launch (a checkpoint is a zip archive holding a pickle, read
 here without torch), and the ranks compare each checkpoint against the same contract.
@@ -26,10 +27,14 @@ KEYS: tuple[str, ...] = (
     "data.dataset", "data.limit", "data.val_fraction", "data.synthetic_size", "data.image_size", "data.channels",
     "model.name", "model.kwargs",
     "train.members", "train.epochs", "train.batch_size", "train.optimizer", "train.lr", "train.momentum",
-    "train.weight_decay", "train.schedule",
+    "train.weight_decay", "train.schedule", "train.data_order",
 )
 """What determines the members. Not data.root, download, cache or ood (files may move; OOD sets only score),
 nor model.path (folders may move), nor anything under parallel or report."""
+
+COUNT = "train.members"
+"""The run's member count: checked against run.json's fingerprint, never a checkpoint's (one saved before an
+extension holds the smaller count and still continues the run)."""
 
 GROWS: frozenset[str] = frozenset(".".join(o.path) for o in OVERRIDES if o.resume == "grow")
 """Keys a resume may raise: more epochs continue every member (except under a cosine schedule, see `changes`)."""
@@ -61,17 +66,21 @@ def _shown(value: Any) -> str:
     return "unset" if value is None else repr(value)
 
 
-def changes(trained: dict[str, Any], now: dict[str, Any]) -> dict[str, str]:
+def changes(trained: dict[str, Any], now: dict[str, Any], *, count: bool = False) -> dict[str, str]:
     """`key old → new (why)` by key, for every value `now` cannot continue from; keys `trained` lacks are not
-    checked (a fingerprint from before the key existed)."""
+    checked (a fingerprint from before the key existed). The member count only with `count` (a run's record, not
+    a checkpoint's: see COUNT)."""
     out = {}
     for key, old in trained.items():
-        if key not in KEYS or key not in now or now[key] == old:
+        if key not in KEYS or key not in now or now[key] == old or (key == COUNT and not count):
             continue
         new = now[key]
         note = ""
-        if key == "train.members":
-            note = " (a run's checkpoints are its members; adding or dropping members is not supported yet)"
+        if key == COUNT and isinstance(old, int) and isinstance(new, int) and new > old:
+            note = (f" (a run's checkpoints are its members; to add members to a finished run: ens-tui extend RUN "
+                    f"--members {new})")
+        elif key == COUNT:
+            note = " (a run's checkpoints are its members; dropping members is not supported)"
         elif key in GROWS and isinstance(old, int) and isinstance(new, int) and new > old:
             if trained.get("train.schedule") != "cosine":
                 continue
@@ -181,32 +190,35 @@ def stored_fingerprint(state: dict[str, Any]) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- the check before a resume
 
 
-def resume_problem(run_dir: Path, config: RunConfig) -> str | None:
+def resume_problem(run_dir: Path, config: RunConfig, *, extend: bool = False) -> str | None:
     """Why `config` cannot resume `run_dir`, in one line, or None; reads the folder, writes nothing.
 
     Compares `config` with the fingerprint in run.json and with each checkpoint's (a run from before
     fingerprints has only its checkpoints' stored config; one with neither is not checked), and refuses a
-    checkpoint file that would not load.
+    checkpoint file that would not load. The member count may differ only with `extend` (`ens-tui extend`
+    checks the count itself).
     """
     folder = RunFolder(run_dir)
-    trained: list[dict[str, Any]] = []
+    trained: list[tuple[dict[str, Any], bool]] = []
     try:
         info = json.loads(folder.info.read_text())
     except (OSError, ValueError):
         info = None
-    if isinstance(info, dict) and isinstance(info.get("fingerprint"), dict):
-        trained.append(info["fingerprint"])
+    record = info.get("fingerprint") if isinstance(info, dict) else None
+    recorded = isinstance(record, dict)
+    if isinstance(record, dict):
+        trained.append((record, True))
     for path in sorted(folder.checkpoints.glob("member-*.pt")):
         try:
             state = read_head(path)
         except CheckpointFileError as err:
             return f"{run_dir}: {path.relative_to(folder.path)} {err}; {RETRAIN}"
         if (saved := stored_fingerprint(state)) is not None:
-            trained.append(saved)
+            trained.append((saved, not recorded))  # before fingerprints, the checkpoints are the run's record
     now = fingerprint(config)
     found: dict[str, str] = {}
-    for saved in trained:
-        for key, change in changes(saved, now).items():
+    for saved, of_the_run in trained:
+        for key, change in changes(saved, now, count=of_the_run and not extend).items():
             found.setdefault(key, change)
     if not found:
         return None

@@ -28,6 +28,10 @@ class Member:
     optimizer: torch.optim.Optimizer
     epochs_done: int = 0
     diverged: bool = False
+    stopped: bool = False
+    """Stopped by the user before its last epoch (engine.control); done, with what it learned."""
+    lr_factor: float = 1.0
+    """Below 1 after a restart: the run's learning rate (and schedule) times this."""
     started: float = 0.0
     last_val: tuple[float, float] | None = None
 
@@ -45,15 +49,25 @@ def make_optimizer(params: Iterable[torch.Tensor], train: TrainConfig) -> torch.
 
 def make_member(
     config: RunConfig, shape: tuple[int, int, int], classes: int, index: int, device: torch.device,
-    folder: RunFolder | None = None,
+    folder: RunFolder | None = None, restart_lr_factor: float | None = None,
 ) -> Member:
-    """Build member `index` on `device`, resuming from its checkpoint in `folder` when there is one."""
+    """Build member `index` on `device`, resuming from its checkpoint in `folder` when there is one.
+
+    `restart_lr_factor`: a diverged member trained again from its initial weights at that fraction of the
+    learning rate; its diverged checkpoint is not read (the restart's first epoch replaces it).
+    """
     model = member_layout(build_member(config.model, shape, classes, config.seed, index).to(device), config.model,
                           shape, device)
-    member = Member(index, model, make_optimizer(model.parameters(), config.train))
-    if folder is not None:
+    factor = restart_lr_factor or 1.0
+    member = Member(index, model, make_optimizer(model.parameters(), scaled(config.train, factor)), lr_factor=factor)
+    if folder is not None and restart_lr_factor is None:
         restore_member(member, folder, device, config)
     return member
+
+
+def scaled(train: TrainConfig, lr_factor: float) -> TrainConfig:
+    """The training settings of a member whose learning rate is `lr_factor` times the run's."""
+    return train if lr_factor == 1.0 else train.model_copy(update={"lr": train.lr * lr_factor})
 
 
 def member_layout(model: nn.Module, config: ModelConfig, shape: tuple[int, int, int], device: torch.device) -> nn.Module:

@@ -13,7 +13,8 @@ split finely — fused ranks get big chunks, and no rank is left holding the las
 
 The protocol cannot deadlock: a rank only ever waits for the reply to its own request, the dispenser
 always replies (an empty list once the queue is dry), and it exits after every other rank has been told
-that the queue is dry.
+that the queue is dry. The one reply it defers is a flagged straggler's (engine.control), and only while
+the queue holds members and some unflagged rank still asks for work, which then takes them.
 
 The dispenser calls MPI from a second thread, which only an MPI initialised with THREAD_MULTIPLE allows
 (mpi4py asks for it; the mpich wheel grants it). Where the MPI grants less (`MPI.Query_thread()`), the
@@ -26,8 +27,10 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
+
+from engine.control import ControlReader, RestartMember, Stragglers
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 REQUEST_TAG = 71
 REPLY_TAG = 72
 POLL_S = 0.005
+WAIT_S = 0.2
+"""How often a flagged straggler on rank 0 asks its own queue again."""
 
 
 def wants_dynamic(ctx: RankContext) -> bool:
@@ -76,20 +81,70 @@ def announced_members(ctx: RankContext) -> list[int]:
     return [] if uses_dynamic(ctx) else ctx.static_members()
 
 
-class MemberQueue:
-    """Rank 0's queue of member indices, shared by its own training loop and the dispenser thread."""
+Judge = Callable[[], "str | None"]
+"""Why no further member is worth handing out (`train.stop_when_nll_gain_below`), or None."""
 
-    def __init__(self, members: int, ranks: int) -> None:
+
+class MemberQueue:
+    """Rank 0's queue of member indices, shared by its own training loop and the dispenser thread.
+
+    Before each grant it reads the launcher's requests (engine.control): a restarted member goes to the front
+    and is granted alone (members trained together share one learning rate), and a straggler is granted nothing
+    while it is flagged and a rank that is not still asks for work.
+    """
+
+    def __init__(self, members: int, ranks: int, judge: Judge | None = None, control: ControlReader | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
         self.pending: deque[int] = deque(range(members))
         self.ranks = ranks
+        self.judge = judge
+        self.control = control
+        self.log = log or (lambda message: None)
+        self.asking: set[int] = set(range(ranks))
+        """Ranks not yet told that the queue is dry."""
+        self.restarted: set[int] = set()
+        self.stopped: str | None = None
+        """Why the queue stopped handing out members before it was empty."""
         self.lock = threading.Lock()
 
-    def take(self, wanted: int) -> list[int]:
-        """Up to `wanted` members, never more than a fair share of what is left (guided self-scheduling)."""
+    def take(self, wanted: int, rank: int = 0) -> list[int] | None:
+        """Up to `wanted` members, never more than a fair share of what is left (guided self-scheduling); an
+        empty list once the queue is dry; None when `rank` must wait (a flagged straggler)."""
         with self.lock:
+            self._read_requests()
+            if self.pending and self.judge is not None and (why := self.judge()):
+                self.stopped = why
+                self.pending.clear()
+            if self.pending and self.control is not None and rank in self.control.stragglers and \
+                    self.asking - self.control.stragglers:
+                return None
+            if self.pending and self.pending[0] in self.restarted:
+                return [self.pending.popleft()]
             share = max(1, math.ceil(len(self.pending) / self.ranks))
             n = min(max(wanted, 1), share, len(self.pending))
-            return [self.pending.popleft() for _ in range(n)]
+            granted = [self.pending.popleft() for _ in range(n)]
+            if not granted:
+                self.asking.discard(rank)
+            return granted
+
+    def _read_requests(self) -> None:
+        if self.control is None:
+            return
+        for request in self.control.poll():
+            if isinstance(request, RestartMember) and request.member not in self.pending:
+                self.pending.appendleft(request.member)
+                self.restarted.add(request.member)
+                self.log(f"member {request.member} is queued again, to restart from its initial weights at "
+                         f"{request.lr_factor:g} × the learning rate")
+            elif isinstance(request, Stragglers):
+                flagged = ", ".join(map(str, request.ranks)) or "none"
+                self.log(f"member queue: ranks flagged as stragglers now: {flagged} (no new members while flagged)")
+
+    def unserved_restarts(self) -> list[int]:
+        """Restarts asked for after every rank had been told the queue was dry (nobody will train them)."""
+        with self.lock:
+            self._read_requests()
+            return [m for m in self.pending if m in self.restarted]
 
 
 class Dispenser(threading.Thread):
@@ -106,18 +161,31 @@ class Dispenser(threading.Thread):
         try:
             remaining = self.comm.Get_size() - 1
             status = MPI.Status()
+            parked: dict[int, int] = {}
+            """Requests not answered yet (a straggler's), by rank: how many members it wants."""
             while remaining:
                 if not self.comm.Iprobe(source=MPI.ANY_SOURCE, tag=REQUEST_TAG, status=status):
+                    if parked:
+                        remaining -= self._serve(parked)
                     time.sleep(POLL_S)
                     continue
                 source = status.Get_source()
-                wanted = self.comm.recv(source=source, tag=REQUEST_TAG)
-                granted = self.queue.take(wanted)
-                self.comm.send(granted, dest=source, tag=REPLY_TAG)
-                if not granted:
-                    remaining -= 1
+                parked[source] = self.comm.recv(source=source, tag=REQUEST_TAG)
+                remaining -= self._serve(parked)
         except BaseException as err:  # noqa: BLE001 - surfaced by the main thread in `close`
             self.error = err
+
+    def _serve(self, parked: dict[int, int]) -> int:
+        """Answer every request the queue lets through; returns how many ranks were told that it is dry."""
+        dry = 0
+        for source, wanted in list(parked.items()):
+            granted = self.queue.take(wanted, source)
+            if granted is None:
+                continue
+            del parked[source]
+            self.comm.send(granted, dest=source, tag=REPLY_TAG)
+            dry += not granted
+        return dry
 
 
 class Placement:
@@ -133,13 +201,26 @@ class Placement:
             # A private communicator keeps the queue's messages apart from the strategy's collectives.
             self.comm = ctx.comm.Dup()
             if ctx.rank == 0:
-                self.queue = MemberQueue(ctx.config.train.members, ctx.size)
+                self.queue = self._queue()
                 self.dispenser = Dispenser(self.comm, self.queue)
                 self.dispenser.start()
+        elif ctx.size == 1:
+            # One rank takes every member in order: its own queue, so it can stop at "enough" and restart too.
+            self.queue = self._queue()
+
+    def _queue(self) -> MemberQueue:
+        folder = self.ctx.folder
+        return MemberQueue(self.ctx.config.train.members, self.ctx.size, stop_judge(self.ctx),
+                           ControlReader(folder) if folder is not None else None, self.ctx.reporter.log)
+
+    @property
+    def stopped(self) -> str | None:
+        """Why this run's queue stopped handing out members early (rank 0), or None."""
+        return self.queue.stopped if self.queue is not None else None
 
     def chunks(self) -> Iterator[list[int]]:
         """Member indices in chunks of at most `chunk`; dynamic chunks arrive as this rank asks for them."""
-        if not self.dynamic:
+        if not self.dynamic and self.queue is None:
             mine = self.ctx.static_members()
             for i in range(0, len(mine), self.chunk):
                 yield mine[i : i + self.chunk]
@@ -152,7 +233,9 @@ class Placement:
 
     def _request(self) -> list[int]:
         if self.queue is not None:
-            return self.queue.take(self.chunk)
+            while (granted := self.queue.take(self.chunk, self.ctx.rank)) is None:
+                time.sleep(WAIT_S)
+            return granted
         assert self.comm is not None
         self.comm.send(self.chunk, dest=0, tag=REQUEST_TAG)
         return list(self.comm.recv(source=0, tag=REPLY_TAG))
@@ -163,6 +246,10 @@ class Placement:
             self.dispenser.join()
             if self.dispenser.error is not None:
                 raise RuntimeError(f"member dispenser failed: {self.dispenser.error!r}") from self.dispenser.error
+        self.ctx.stopped_early = self.stopped
+        if self.queue is not None and (late := self.queue.unserved_restarts()):
+            self.ctx.reporter.log(f"member{'s' if len(late) > 1 else ''} {', '.join(map(str, late))} not restarted: "
+                                  "the request came after every rank had finished its members", "warning")
         if self.comm is not None:
             self.comm.Free()
             self.comm = None
@@ -173,6 +260,22 @@ class Placement:
     def __exit__(self, *exc: object) -> None:
         if exc[0] is None:
             self.close()
+
+
+def stop_judge(ctx: RankContext) -> Judge | None:
+    """`train.stop_when_nll_gain_below` as a question the queue asks before each grant (rank 0 only)."""
+    threshold, folder = ctx.config.train.stop_when_nll_gain_below, ctx.folder
+    if threshold <= 0 or folder is None or ctx.rank != 0:
+        return None
+    from engine.live import worth_more
+
+    def judge() -> str | None:
+        why = worth_more(folder, ctx.config.train.epochs, threshold, seed=ctx.config.seed)
+        if why:
+            ctx.reporter.log(f"no further members are handed out: {why}", "info")
+        return why
+
+    return judge
 
 
 def ranks_on_host(comm: MPI.Comm) -> int:

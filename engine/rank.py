@@ -11,8 +11,10 @@ import torch
 
 from engine.batches import BatchSource, place
 from engine.config import RunConfig
+from engine.control import ControlReader
 from engine.data import Splits, load_ood, load_splits
 from engine.evaluation import EvalSets, member_logits
+from engine.live import LiveEnsemble
 from engine.member import Member, make_member
 from engine.reporter import Reporter
 from engine.run_folder import RunFolder
@@ -32,6 +34,10 @@ class RankContext:
     device: torch.device
     reporter: Reporter
     run_dir: Path | None = None
+    stopped_early: str | None = None
+    """Why rank 0's member queue stopped before every member was handed out (set when placement closes)."""
+    control: ControlReader | None = None
+    """The launcher's requests (stop or restart a member); set by the worker for a rank with a run folder."""
 
     @property
     def rank(self) -> int:
@@ -51,13 +57,31 @@ class RankContext:
         return list(range(self.rank, self.config.train.members, self.size))
 
     def make_member(self, index: int, splits: Splits) -> Member:
-        """Member `index` on this rank's device, resumed from its checkpoint when the run folder has one."""
-        return make_member(self.config, splits.shape, splits.num_classes, index, self.device, self.folder)
+        """Member `index` on this rank's device, resumed from its checkpoint when the run folder has one; a diverged
+        member the user asked to restart starts again from its initial weights at a lower learning rate."""
+        member = make_member(self.config, splits.shape, splits.num_classes, index, self.device, self.folder)
+        if member.diverged and self.control is not None:
+            self.control.poll()
+            if (factor := self.control.restarts.get(index)) is not None:
+                member = make_member(self.config, splits.shape, splits.num_classes, index, self.device, self.folder,
+                                     restart_lr_factor=factor)
+                self.reporter.log(f"member {index} restarts from its initial weights at {factor:g} × the learning "
+                                  f"rate ({self.config.train.lr * factor:g})")
+        return member
 
     def trainer(self, batches: BatchSource, splits: Splits, stepper: StepperFactory = OneByOne) -> Trainer:
         """The training loop for this rank: its batches, its validation split on its device, its reporter."""
         val = (place(splits.x_val, self.device), place(splits.y_val, self.device))
-        return Trainer(self.config, batches, self.reporter, val, self.folder, stepper)
+        return Trainer(self.config, batches, self.reporter, val, self.folder, stepper, self.live_ensemble(splits),
+                       self.control)
+
+    def live_ensemble(self, splits: Splits) -> LiveEnsemble | None:
+        """Scoring of the ensemble as members end epochs, where asked for and there is a validation split."""
+        folder = self.folder
+        if folder is None or not self.config.train.live_ensemble or len(splits.y_val) == 0:
+            return None
+        return LiveEnsemble(folder, splits.y_val.numpy(), self.config.train.epochs, self.reporter.send,
+                            seed=self.config.seed)
 
 
 @dataclass
@@ -67,6 +91,8 @@ class Outcome:
     predictions: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
     """Member index → set name → (N, K) float32 logits."""
     diverged: dict[int, bool] = field(default_factory=dict)
+    marks: dict[int, dict[str, object]] = field(default_factory=dict)
+    """Member index → what the report notes about it: {"stopped": True} and/or {"lr_factor": 0.1}."""
     splits: Splits | None = None
     eval_sets: EvalSets | None = None
 
@@ -74,6 +100,11 @@ class Outcome:
         """Score a trained member on the evaluation sets and keep its logits."""
         self.predictions[member.index] = member_logits(member.model, eval_sets)
         self.diverged[member.index] = member.diverged
+        mark = {"stopped": True} if member.stopped else {}
+        if member.lr_factor != 1.0:
+            mark["lr_factor"] = member.lr_factor
+        if mark:
+            self.marks[member.index] = mark
 
 
 def eval_sets_for(splits: Splits, config: RunConfig) -> EvalSets:

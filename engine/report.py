@@ -42,11 +42,13 @@ from engine.report_model import (
     ShiftPoint,
     SizePoint,
     SizeSpread,
+    StoppedEarly,
     Thresholds,
     UncertainTestInput,
     Uncertainty,
 )
 from engine.run_folder import RunFolder
+from engine.size_law import fit_size_law
 from engine.usage import OneLineParser
 
 MOST_UNCERTAIN = 12
@@ -81,9 +83,10 @@ def build_report(pred: dict[str, Any], ood_scores: Sequence[str] = OOD_SCORES) -
     mean = U.ensemble_mean(test)
     parts = U.decompose(test)
 
+    marks = pred.get("marks", {})
     member_rows = [
-        MemberScores(member=m, diverged=True) if m in diverged else
-        MemberScores(member=m, **U.scores(sets["test"][k], labels))
+        MemberScores(member=m, diverged=True, **marks.get(m, {})) if m in diverged else
+        MemberScores(member=m, **U.scores(sets["test"][k], labels), **marks.get(m, {}))
         for k, m in enumerate(members)
     ]
     scored = [r for r in member_rows if not r.diverged]
@@ -116,7 +119,9 @@ def build_report(pred: dict[str, Any], ood_scores: Sequence[str] = OOD_SCORES) -
         best_member=_best_member(pred, keep, scored),
         uncertainty=Uncertainty(**{k: float(v.mean()) for k, v in parts.items()}),
         ensemble_size_curve=[SizePoint(**p) for p in U.size_curve(test, labels)],
-        ensemble_size_subsets=size_subsets(test, labels),
+        ensemble_size_subsets=(subsets := size_subsets(test, labels)),
+        size_law=fit_size_law([p.size for p in subsets], [p.nll for p in subsets]),
+        stopped_early=StoppedEarly(**pred["stopped_early"]) if pred.get("stopped_early") else None,
         in_dist_entropy_hist=Histogram(**U.histogram({"in_dist": parts["entropy"]})),
         ood=_ood(pred, keep, ood_scores),
         most_uncertain=most_uncertain,
@@ -312,6 +317,8 @@ def to_markdown(report: Report, title: str = "Uncertainty report") -> str:
                   "training when it was written; not the run's own report.", ""]
     if report.diverged:
         lines += [f"> **Warning:** members {report.diverged} diverged and are left out of the ensemble.", ""]
+    if (stop := report.stopped_early) is not None:
+        lines += [f"> **Stopped early:** {stop.members} members were trained; {stop.reason}.", ""]
     lines += ["## Ensemble vs members", "", "| | accuracy | NLL | Brier | ECE |", "|---|---|---|---|---|"]
     rows: tuple[tuple[str, Scores | MemberScores], ...] = (
         ("ensemble", ens), ("mean member", mean), (f"best member (#{best.member})", best),
@@ -328,7 +335,8 @@ def to_markdown(report: Report, title: str = "Uncertainty report") -> str:
     lines += _ood_md(report) + _shift_md(report) + _diversity_md(report) + _per_class_md(report)
     lines += ["", "## Members", "", "| member | accuracy | NLL | Brier | ECE |", "|---|---|---|---|---|"]
     for r in report.members:
-        flag = " (diverged)" if r.diverged else ""
+        flag = "".join([" (diverged)" * r.diverged, " (stopped by the user)" * r.stopped,
+                        f" (restarted at {r.lr_factor:g} × lr)" if r.lr_factor else ""])
         lines.append(f"| {r.member}{flag} | {_f(r.accuracy)} | {_f(r.nll)} | {_f(r.brier)} | {_f(r.ece)} |")
     lines += ["", "## Reliability (15 bins)", "", "| confidence bin | count | confidence | accuracy |", "|---|---|---|---|"]
     lines += [f"| {b.bin_lower:.2f}–{b.bin_upper:.2f} | {b.count} | {_f(b.confidence, 3)} | "
@@ -383,7 +391,17 @@ def _size_md(report: Report) -> list[str]:
         k = first.get(p.size)
         lines.append(f"| {p.size} | {p.subsets} | {_f(p.accuracy)} ± {_f(p.accuracy_sd)} | {_f(p.nll)} ± "
                      f"{_f(p.nll_sd)} | {_f(k.accuracy if k else None)} | {_f(k.nll if k else None)} |")
-    return lines
+    return lines + _size_law_md(report)
+
+
+def _size_law_md(report: Report) -> list[str]:
+    law = report.size_law
+    if law is None:
+        return []
+    projected = ", ".join(f"{p.size} members {_f(p.nll)}" for p in law.projected)
+    return ["", f"**The value of more members.** NLL(k) ≈ {_f(law.a)} + {_f(law.b)}/k fitted to sizes 1–{law.sizes} "
+            f"(test split): the next member would lower the NLL by about {_f(law.next_gain)}; {law.gain_95} members "
+            f"reach 95 % of the gain averaging can give; projected NLL: {projected}."]
 
 
 def _ood_md(report: Report) -> list[str]:

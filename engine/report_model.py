@@ -51,6 +51,10 @@ class MemberScores(_Part):
 
     member: int
     diverged: bool = False
+    stopped: bool = False
+    """Stopped by the user before its last epoch; in the ensemble with what it had learned."""
+    lr_factor: float | None = None
+    """Set for a diverged member restarted from its initial weights at this fraction of the learning rate."""
     accuracy: float | None = None
     nll: float | None = None
     brier: float | None = None
@@ -71,6 +75,39 @@ class SizePoint(_Part):
     size: int
     accuracy: float
     nll: float
+
+
+class ProjectedNll(_Part):
+    """The NLL the size law expects of an ensemble of `size` members."""
+
+    size: int
+    nll: float
+
+
+class SizeLaw(_Part):
+    """NLL(k) ≈ a + b/k fitted to an ensemble-size curve (engine.size_law): the usual law for averaging
+    independent members, used to say what more members are worth."""
+
+    a: float
+    """The NLL an unbounded ensemble approaches."""
+    b: float
+    """How much of a lone member's NLL averaging can remove (NLL(1) − a under the law)."""
+    sizes: int
+    """The fit used the curve at sizes 1..sizes."""
+    next_gain: float
+    """The NLL the next member is expected to remove: b/k − b/(k+1) at k = sizes."""
+    gain_95: int
+    """The fewest members expected to reach 95 % of the attainable gain (observed NLL(1) − a); 20 when the curve
+    follows the law exactly, fewer when the first members gained more than the law says."""
+    projected: list[ProjectedNll] = Field(default_factory=list)
+
+
+class StoppedEarly(_Part):
+    """The run stopped handing out members (`train.stop_when_nll_gain_below`)."""
+
+    members: int
+    """Members trained."""
+    reason: str
 
 
 class SizeSpread(_Part):
@@ -308,6 +345,10 @@ class Report(_Part):
     ensemble_size_curve: list[SizePoint] = Field(default_factory=list)
     ensemble_size_subsets: list[SizeSpread] = Field(default_factory=list)
     """The size curve that does not depend on member order; empty in reports written before it."""
+    size_law: SizeLaw | None = None
+    """The law fitted to `ensemble_size_subsets` (None below two members)."""
+    stopped_early: StoppedEarly | None = None
+    """Set when the run stopped handing out members because the last ones gained too little."""
     in_dist_entropy_hist: Histogram
     ood: dict[str, OodResult] = Field(default_factory=dict)
     """Keyed by OOD set name (noise, rotate, invert …), in the order the run evaluated them."""

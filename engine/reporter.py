@@ -111,7 +111,7 @@ class Reporter:
         self.send(
             ev.MemberDone(
                 member=member.index, seconds=seconds, val_accuracy=member.last_val[0] if member.last_val else None,
-                diverged=member.diverged, checkpoint=str(checkpoint) if checkpoint else None,
+                diverged=member.diverged, stopped=member.stopped, checkpoint=str(checkpoint) if checkpoint else None,
             )
         )
 

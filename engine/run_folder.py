@@ -1,7 +1,7 @@
 """The run folder's layout: every file a run leaves behind, named in this one place.
 
-    runs/<id>/config.toml · run.json · run.lock · events.jsonl · mpiexec.log · checkpoints/member-XX.pt ·
-             predictions.pt · report.json · report.md · report.html · figures/*.png · ensemble.ts.pt · ensemble.onnx ·
+    runs/<id>/config.toml · run.json · run.lock · events.jsonl · control.jsonl · mpiexec.log · checkpoints/member-XX.pt ·
+             live/member-XX.npz · predictions.pt · report.json · report.md · report.html · figures/*.png · ensemble.ts.pt · ensemble.onnx ·
              partial/{report.json, report.md, report.html, figures/*.png}
 
 Torch-free: the launcher and the dashboard (ens_tui) and the ranks (engine) all import it. Reading and
@@ -59,6 +59,24 @@ class RunFolder:
     def checkpoint(self, member: int) -> Path:
         """Member `member`'s latest checkpoint (written atomically after each epoch)."""
         return self.checkpoints / f"member-{member:02d}.pt"
+
+    @property
+    def control(self) -> Path:
+        """control.jsonl: the launcher's requests to the ranks (stop or restart a member, stragglers), one per line."""
+        return self.path / "control.jsonl"
+
+    @property
+    def live(self) -> Path:
+        """live/: each member's validation probabilities after its latest epoch (engine.live)."""
+        return self.path / "live"
+
+    def live_member(self, member: int) -> Path:
+        return self.live / f"member-{member:02d}.npz"
+
+    @property
+    def live_labels(self) -> Path:
+        """The validation labels the live files are scored against."""
+        return self.live / "labels.npz"
 
     @property
     def predictions(self) -> Path:

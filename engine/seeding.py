@@ -1,7 +1,8 @@
 """Seeds that make results independent of strategy, rank count and placement.
 
 Member *i*'s initial weights depend only on (run seed, i); the batch order of an epoch only on
-(run seed, epoch). Everything else (which rank, which device, fused or not) changes speed, not results.
+(run seed, epoch), or on (run seed, i, epoch) under `train.data_order = "per-member"`. Everything else
+(which rank, which device, fused or not) changes speed, not results.
 """
 
 from __future__ import annotations
@@ -23,9 +24,13 @@ def member_seed(seed: int, member: int) -> int:
     return derive_seed(seed, "member", member)
 
 
-def epoch_order(seed: int, epoch: int, n: int) -> torch.Tensor:
-    """The shuffled sample order every member uses in `epoch`."""
-    return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, "epoch", epoch)))
+def epoch_order(seed: int, epoch: int, n: int, member: int | None = None) -> torch.Tensor:
+    """The shuffled sample order of `epoch`: the one every member shares, or member `member`'s own.
+
+    A function of position alone, so a resumed member continues in the order it was trained in.
+    """
+    parts = ("epoch", epoch) if member is None else ("member-epoch", member, epoch)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, *parts)))
 
 
 def batch_slices(n: int, batch_size: int) -> list[slice]:

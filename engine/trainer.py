@@ -1,4 +1,4 @@
-"""The one training loop every strategy runs: members step through the same batches, hooks report.
+"""The one training loop every strategy runs: members step through the batches together, hooks report.
 
 A strategy only says *which* members a rank trains and *where* its batches come from; how a batch
 trains a group of members is a pluggable stepper — one member after another (`OneByOne`) or K members
@@ -20,8 +20,10 @@ import torch.nn.functional as F
 from engine.batches import BatchSource
 from engine.checkpoint import save_member
 from engine.config import RunConfig, TrainConfig
-from engine.evaluation import evaluate
-from engine.member import Member
+from engine.control import ControlReader
+from engine.evaluation import predict_probs, probs_scores
+from engine.live import LiveEnsemble
+from engine.member import Member, scaled
 from engine.run_folder import RunFolder
 
 if TYPE_CHECKING:
@@ -60,7 +62,8 @@ class Stepper(Protocol):
     members: list[Member]
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One optimizer step of every member on (x, y); the members' losses, detached, shape (K,)."""
+        """One optimizer step of every member on (x, y), or member j on (x[j], y[j]) when the batch is per member
+        (labels (K, B)); the members' losses, detached, shape (K,)."""
         ...
 
     def write_back(self) -> None:
@@ -83,9 +86,10 @@ class OneByOne:
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         losses = []
-        for m in self.members:
+        per_member = y.dim() == 2
+        for j, m in enumerate(self.members):
             m.model.train()
-            loss = F.cross_entropy(m.model(x), y)
+            loss = F.cross_entropy(m.model(x[j]), y[j]) if per_member else F.cross_entropy(m.model(x), y)
             m.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             m.optimizer.step()
@@ -125,6 +129,10 @@ class Trainer:
     val: tuple[torch.Tensor, torch.Tensor] | None = None
     folder: RunFolder | None = None
     stepper: StepperFactory = OneByOne
+    live: LiveEnsemble | None = None
+    """Where each member's validation probabilities go at the end of an epoch (`ensemble` events)."""
+    control: ControlReader | None = None
+    """The user's requests to stop a member, read when a step is reported (a `stat`, a few times a second)."""
 
     @property
     def epochs(self) -> int:
@@ -137,7 +145,7 @@ class Trainer:
             m.started = time.perf_counter()
             self.hooks.on_member_start(m.index)
         for epoch in range(start, self.epochs):
-            active = [m for m in members if m.epochs_done == epoch and not m.diverged]
+            active = [m for m in members if m.epochs_done == epoch and not m.diverged and not m.stopped]
             if active or self.batches.collective:
                 self._epoch(epoch, active)
         for m in members:
@@ -147,23 +155,33 @@ class Trainer:
     def _epoch(self, epoch: int, active: list[Member]) -> None:
         """One pass over the batches for the `active` members, then each member's end of epoch."""
         live = list(active)
-        stepper = self.stepper(live, self.config.train) if live else None
+        train = self._train(live)
+        stepper = self.stepper(live, train) if live else None
         loss_sums = {m.index: torch.zeros((), device=m.device) for m in active}
+        seen_by = dict.fromkeys(loss_sums, 0)
         seen = 0
         t_epoch = time.perf_counter()
         t_mark, seen_mark = t_epoch, 0
-        for step, (x, y) in enumerate(self.batches.epoch(epoch)):
+        # Per-member batches stack a row for each active member; once one stops, `rows` are the live ones'.
+        per_member = self.config.train.data_order == "per-member"
+        rows: list[int] | None = None
+        batches = self.batches.epoch(epoch, [m.index for m in active]) if per_member else self.batches.epoch(epoch)
+        for step, (x, y) in enumerate(batches):
             if stepper is None:
                 continue  # a collective source: this rank still takes part in every batch's broadcast
             if self.config.train.schedule != "constant":
-                lr = learning_rate(self.config.train, epoch, step, self.batches.steps)
+                lr = learning_rate(train, epoch, step, self.batches.steps)
                 for optimizer in stepper.optimizers():
                     for group in optimizer.param_groups:
                         group["lr"] = lr
+            if rows is not None:
+                x, y = x[rows], y[rows]
             losses = stepper.step(x, y)
+            size = y.shape[-1]
             for j, m in enumerate(live):
-                loss_sums[m.index] += losses[j] * len(y)
-            seen += len(y)
+                loss_sums[m.index] += losses[j] * size
+                seen_by[m.index] += size
+            seen += size
             # The group reports together, on its first member's clock: one measuring window per rank, never
             # one that a member due earlier already emptied (which read as 0 samples/s).
             if not self.hooks.wants_step(live[0].index):
@@ -175,26 +193,45 @@ class Trainer:
             for m, value in zip(live, values, strict=True):
                 self.hooks.on_step(m.index, epoch, step, self.batches.steps, value, rate, len(live))
             t_mark, seen_mark = now, seen
-            # A NaN/inf loss stops its member at once; the rest go on without it (its epoch loss confirms it).
-            stopped = [m for m, v in zip(live, values, strict=True) if not math.isfinite(v)]
-            if stopped:
+            # A NaN/inf loss stops its member at once, and so does the user (engine.control); the rest go on
+            # without it (a diverged member's epoch loss confirms it).
+            if self.control is not None:
+                self.control.poll()
+            stops = self.control.stops if self.control is not None else set()
+            for m, v in zip(live, values, strict=True):
+                m.diverged = m.diverged or not math.isfinite(v)
+                m.stopped = m.stopped or m.index in stops
+            if any(m.diverged or m.stopped for m in live):
                 stepper.write_back()
-                for m in stopped:
-                    m.diverged = True
-                live = [m for m in live if not m.diverged]
-                stepper = self.stepper(live, self.config.train) if live else None
+                live = [m for m in live if not (m.diverged or m.stopped)]
+                rows = [j for j, m in enumerate(active) if m in live] if per_member else None
+                stepper = self.stepper(live, train) if live else None
         if stepper is not None:
             stepper.write_back()
         seconds = time.perf_counter() - t_epoch
         for m in active:
-            self._end_epoch(m, epoch, float(loss_sums[m.index]) / max(seen, 1), seconds)
+            self._end_epoch(m, epoch, float(loss_sums[m.index]) / max(seen_by[m.index], 1), seconds)
+
+    def _train(self, members: Sequence[Member]) -> TrainConfig:
+        """The settings a group steps with: the run's, at the group's learning-rate factor (a restarted member
+        is trained alone, so a group shares one)."""
+        factors = {m.lr_factor for m in members}
+        if len(factors) > 1:
+            raise RuntimeError(f"members {[m.index for m in members]} trained together have different learning rates")
+        return scaled(self.config.train, factors.pop() if factors else 1.0)
 
     def _end_epoch(self, member: Member, epoch: int, train_loss: float, seconds: float) -> None:
         """Close one member's epoch: divergence check, validation, checkpoint, then the announcement."""
         member.epochs_done = epoch + 1
         member.diverged = member.diverged or not math.isfinite(train_loss)
-        member.last_val = evaluate(member.model, *self.val) if self.val is not None and not member.diverged else None
+        scored = self.val is not None and len(self.val[1]) > 0 and not member.diverged
+        probs = predict_probs(member.model, self.val[0]) if scored else None
+        member.last_val = probs_scores(probs, self.val[1]) if probs is not None else None
         # Checkpoint first: once the epoch is announced, a resume must be able to start after it.
         if self.folder is not None:
             save_member(member, self.folder, self.config)
         self.hooks.on_epoch_end(member.index, epoch, train_loss, member.last_val, seconds)
+        if self.live is not None:
+            # A stopped member is as done as one that ran every epoch: it counts among the finished.
+            done = self.epochs if member.stopped else member.epochs_done
+            self.live.member_epoch(member.index, done, probs.numpy() if probs is not None else None)

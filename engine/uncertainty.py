@@ -142,20 +142,27 @@ def histogram(values: dict[str, np.ndarray], bins: int = 20) -> dict[str, list[f
     return out
 
 
+def disagreement(probs: np.ndarray) -> float:
+    """How often two members pick different classes, averaged over the M(M−1)/2 pairs (0 for one member)."""
+    if len(probs) < 2:
+        return 0.0
+    predictions = probs.argmax(axis=2)
+    pairs = np.triu_indices(len(probs), k=1)
+    return float((predictions[:, None, :] != predictions[None, :, :]).mean(axis=2)[pairs].mean())
+
+
 def diversity(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """How differently M ≥ 2 members answer: pairwise disagreement, mean KL(member ‖ ensemble), error correlation.
 
     Disagreement and error correlation are means over the M(M−1)/2 member pairs; a pair where one member is
     always right (or always wrong) has no correlation and is left out (NaN when every pair is).
     """
-    predictions = probs.argmax(axis=2)
-    wrong = (predictions != labels).astype(np.float64)
+    wrong = (probs.argmax(axis=2) != labels).astype(np.float64)
     pairs = np.triu_indices(len(probs), k=1)
-    disagree = (predictions[:, None, :] != predictions[None, :, :]).mean(axis=2)
     mean = ensemble_mean(probs)
     kl = (probs * (np.log(np.clip(probs, EPS, 1.0)) - np.log(np.clip(mean, EPS, 1.0)))).sum(axis=2)
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = np.corrcoef(wrong)[pairs] if len(probs) > 1 else np.array([])
     corr = corr[np.isfinite(corr)]
-    return {"disagreement": float(disagree[pairs].mean()), "kl_to_ensemble": float(np.maximum(kl, 0.0).mean()),
+    return {"disagreement": disagreement(probs), "kl_to_ensemble": float(np.maximum(kl, 0.0).mean()),
             "error_correlation": float(corr.mean()) if len(corr) else float("nan")}

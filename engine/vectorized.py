@@ -1,7 +1,8 @@
 """K members of one architecture trained as one vectorized model (torch.func).
 
 The members' parameters are stacked along a new leading dimension (`stack_module_state`), one
-`vmap`-ed `functional_call` runs all K forwards on the shared batch, the K per-member mean losses are
+`vmap`-ed `functional_call` runs all K forwards on the shared batch (or, under a per-member data order, each
+member on its own row of a stacked (K, B, ...) batch), the K per-member mean losses are
 summed for one backward (each member's gradient is exactly the gradient of its own loss), and one
 optimizer steps every stacked tensor. SGD and Adam are elementwise, so that one step is K independent
 steps: the members come out as they would from `engine.trainer.OneByOne`, up to float noise.
@@ -57,6 +58,7 @@ class StackedMembers:
             return functional_call(self.base, (params, buffers), (x,))
 
         self._forward = vmap(one, in_dims=(0, 0, None), randomness="different")
+        self._forward_each = vmap(one, in_dims=(0, 0, 0), randomness="different")
 
     @property
     def size(self) -> int:
@@ -67,10 +69,13 @@ class StackedMembers:
         return self._forward(self.params, self.buffers, x)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """One optimizer step for all K members on (x, y); returns the K per-member losses (detached)."""
-        out = self.forward(x)
+        """One optimizer step for all K members on (x, y), or member k on (x[k], y[k]) when the batch is per
+        member (labels (K, B)); returns the K per-member losses (detached)."""
+        per_member = y.dim() == 2
+        out = self._forward_each(self.params, self.buffers, x) if per_member else self.forward(x)
         k, n = out.shape[:2]
-        losses = F.cross_entropy(out.reshape(k * n, -1), y.repeat(k), reduction="none").view(k, n).mean(1)
+        labels = y.reshape(-1) if per_member else y.repeat(k)
+        losses = F.cross_entropy(out.reshape(k * n, -1), labels, reduction="none").view(k, n).mean(1)
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         self.optimizer.step()
@@ -174,13 +179,15 @@ def measured_chunk(config: RunConfig, shape: tuple[int, int, int], classes: int,
     """Vectorize only as far as it pays: time a few training steps at K = 1, 2, 4… up to `limit`.
 
     K = 1 is the plain per-member path (channels-last where that pays), so `fused` is never slower than
-    not fusing. Throwaway models on the first batch: members' seeds and the batch order are untouched.
+    not fusing. Throwaway models on the first batch (each its own under a per-member data order, as in
+    training): members' seeds and the batch order are untouched.
     Returns the best K and the model-samples/s measured for each K tried.
     """
-    x, y = next(iter(batches.epoch(0)))
+    shared = next(iter(batches.epoch(0))) if config.train.data_order == "shared" else None
     rates: dict[int, float] = {}
     k = 1
     while k <= limit:
+        x, y = shared if shared is not None else next(iter(batches.epoch(0, list(range(k)))))  # type: ignore[call-arg]
         with torch.random.fork_rng(devices=[]):
             models = [member_layout(build_model(config.model, shape, classes).to(device), config.model, shape, device)
                       for _ in range(k)]
@@ -193,7 +200,7 @@ def measured_chunk(config: RunConfig, shape: tuple[int, int, int], classes: int,
         for _ in range(steps):
             stepper.step(x, y)
         _sync(device)
-        rates[k] = steps * k * len(y) / max(time.perf_counter() - start, 1e-9)
+        rates[k] = steps * k * y.shape[-1] / max(time.perf_counter() - start, 1e-9)
         if k > 1 and rates[k] < 0.8 * max(rates.values()):
             break  # past the sweet spot: larger stacks only get slower
         k *= 2

@@ -22,6 +22,7 @@ import numpy as np
 from engine import events as ev
 from engine.checkpoint import CheckpointError
 from engine.config import ConfigError, RunConfig, load_config
+from engine.control import ControlReader
 from engine.events import ENDPOINT_ENV, TOKEN_ENV
 from engine.placement import announced_members, placement_warning, ranks_on_host
 from engine.predictions import predictions_payload, save_predictions
@@ -43,18 +44,24 @@ def run_strategy(ctx: RankContext) -> Outcome:
 
 def finish(ctx: RankContext, outcome: Outcome) -> None:
     """Gather every member's logits on rank 0, save them with the labels they are scored against, write the report."""
-    gathered = ctx.comm.gather((outcome.predictions, outcome.diverged), root=0)
+    gathered = ctx.comm.gather((outcome.predictions, outcome.diverged, outcome.marks), root=0)
     if ctx.rank != 0 or ctx.run_dir is None:
         return
     per_member: dict[int, dict[str, np.ndarray]] = {}
     diverged: list[int] = []
-    for logits, div in gathered:
+    marks: dict[int, dict[str, object]] = {}
+    for logits, div, marked in gathered:
         per_member.update(logits)
         diverged += [m for m, d in div.items() if d]
+        marks.update(marked)
     splits, eval_sets = outcome.splits, outcome.eval_sets
     assert splits is not None and eval_sets is not None, "rank 0 always holds the data"
     payload = predictions_payload(per_member, diverged, splits, eval_sets)
     members = payload["members"]
+    if ctx.stopped_early:
+        payload["stopped_early"] = {"members": len(members), "reason": ctx.stopped_early}
+    if marks:
+        payload["marks"] = {m: marks[m] for m in sorted(marks)}
     folder = RunFolder(ctx.run_dir)
     save_predictions(folder.predictions, payload)
     ctx.reporter.send(ev.PredictionsSaved(path=str(folder.predictions), members=members))
@@ -77,6 +84,7 @@ def run_rank(comm: object, config: RunConfig, run_dir: Path | None, reporter: Re
     device = resolve_device(devices[rank], devices, rank)
     reporter.device, reporter.epochs = str(device), config.train.epochs
     ctx = RankContext(comm, config, device, reporter, run_dir)  # type: ignore[arg-type]
+    ctx.control = ControlReader(ctx.folder) if ctx.folder is not None else None
     placed = announced_members(ctx)
     # Set threads before hello so it reports the threads really used; warnings can only follow the hello.
     warnings: list[str] = []

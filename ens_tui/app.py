@@ -10,7 +10,7 @@ import asyncio
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on
 from textual.app import App
@@ -27,7 +27,11 @@ from ens_tui.screens.report import ReportScreen
 from ens_tui.screens.run import RunLauncher, RunScreen
 from ens_tui.screens.setup import SetupChecker, SetupScreen
 
+if TYPE_CHECKING:
+    from ens_tui.rundir import Extension
+
 LauncherFactory = Callable[[RunConfig], RunLauncher]
+ExtendFactory = Callable[["Extension"], RunLauncher]
 
 
 def _default_launcher(mpiexec: str | None) -> LauncherFactory:
@@ -35,6 +39,15 @@ def _default_launcher(mpiexec: str | None) -> LauncherFactory:
         from ens_tui.launcher import Launcher
 
         return Launcher(config, mpiexec=mpiexec)
+
+    return make
+
+
+def _default_extender(mpiexec: str | None) -> ExtendFactory:
+    def make(plan: Extension) -> RunLauncher:
+        from ens_tui.launcher import Launcher
+
+        return Launcher(plan.config, mpiexec=mpiexec, run_dir=plan.run_dir, extend=True)
 
     return make
 
@@ -64,6 +77,7 @@ class EnsTuiApp(App[int]):
         show: Path | None = None,
         runs: Path | None = None,
         launcher_factory: LauncherFactory | None = None,
+        extend_factory: ExtendFactory | None = None,
         setup_checker: SetupChecker | None = None,
         cwd: Path | None = None,
         overrides: dict[str, Any] | None = None,
@@ -73,6 +87,7 @@ class EnsTuiApp(App[int]):
         self.show_dir = Path(show) if show is not None else None
         self.runs_dir = Path(runs) if runs is not None else None
         self.launcher_factory = launcher_factory or _default_launcher(mpiexec)
+        self.extend_factory = extend_factory or _default_extender(mpiexec)
         self.setup_checker = setup_checker or _default_checker
         self.cwd = cwd
         self.overrides = dict(overrides or {})
@@ -154,6 +169,18 @@ class EnsTuiApp(App[int]):
             self.notify(f"no report.json in {message.run_dir}", severity="warning")
             return
         self.push_screen(ReportScreen(report, message.run_dir, message.config))
+
+    @on(ReportScreen.Extend)
+    def _extend(self, message: ReportScreen.Extend) -> None:
+        """Grow a finished run: its dashboard, now following the new launch, takes the report's place."""
+        plan = message.plan
+        screen = RunScreen(plan.config, launcher=self.extend_factory(plan), run_dir=plan.run_dir)
+        if isinstance(self.screen, ReportScreen):
+            self.pop_screen()
+        if isinstance(self.screen, RunScreen) and not self.screen.live:
+            self.switch_screen(screen)
+        else:
+            self.push_screen(screen)
 
     def _on_stop_signal(self, signum: int) -> None:
         """SIGINT, SIGTERM, SIGHUP (a closed terminal, `tmux kill-session`): stop every rank, then exit 128 + signum."""

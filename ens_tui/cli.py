@@ -4,6 +4,8 @@
     ens-tui --run-config CONFIG.toml        the same run headless (Rich live display), exit code = outcome
     ens-tui --resume runs/<run-id>          continue an interrupted or failed run (where and how it runs, and
                                             more epochs, may change; what the saved members mean may not)
+    ens-tui extend runs/<run-id> --members N  train more members of a finished run (N = the new total); the
+                                            report is rewritten for all N, the trained members kept as they are
     ens-tui show runs/<run-id>              replay a finished or failed run and its report; follow a running one
     ens-tui runs [DIR]                      every run under DIR (default ./runs): sort, compare, replay, delete
     ens-tui predict RUN INPUT…              the trained ensemble's answer, with its uncertainty, for new inputs
@@ -36,6 +38,7 @@ def _presets_epilog(width: int | None = None) -> str:
     presets = discover()
     width = width or shutil.get_terminal_size().columns
     subcommands = textwrap.fill("Subcommands: ens-tui show RUN_DIR replays a run; ens-tui runs [DIR] browses runs; "
+                                "ens-tui extend RUN_DIR --members N grows a finished ensemble; "
                                 "ens-tui bench --help benchmarks.", width - 2)
     if not presets:
         return subcommands
@@ -107,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         return _show(argv[1:])
     if argv[:1] == ["runs"]:
         return _runs(argv[1:])
+    if argv[:1] == ["extend"]:
+        return _extend(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -165,6 +170,43 @@ def _resume(args: argparse.Namespace) -> int:
     from ens_tui.headless import run_headless
 
     return run_headless(config, mpiexec=args.mpiexec, bind=args.bind, hostfile=args.hostfile, resume=folder.path)
+
+
+def _extend(argv: list[str]) -> int:
+    """`ens-tui extend RUN --members N`: a finished run grows to N members, launched as a resume is.
+
+    Every check comes first (rundir.plan_extension), so a refusal or a dry run writes nothing; the launcher then
+    raises `train.members` in config.toml and records the extension in run.json as it starts the ranks.
+    """
+    from ens_tui.rundir import RunDirError, plan_extension
+
+    parser = OneLineParser(
+        prog="ens-tui extend",
+        description="Train members M … N−1 of a finished run of M, each exactly the member a fresh run of N would "
+                    "train; the trained members' checkpoints are kept as they are and the report is rewritten for all N.")
+    parser.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run folder (runs/<run-id>)")
+    parser.add_argument("--members", type=int, required=True, metavar="N", help="the new total number of members")
+    parser.add_argument("--dry-run", action="store_true", help="check and show the plan, launch nothing")
+    parser.add_argument("--mpiexec", help="mpiexec to use (default: $ENS_TUI_MPIEXEC, the mpich wheel's, PATH)")
+    parser.add_argument("--bind", default="127.0.0.1", help="address the progress socket listens on")
+    parser.add_argument("--hostfile", help="hostfile passed to mpiexec to spread ranks over nodes")
+    args = parser.parse_args(argv)
+    folder = RunFolder(args.run_dir)
+    try:
+        plan = plan_extension(folder.path, args.members)
+    except RunDirError as err:
+        return _error(str(err))
+    if args.dry_run:
+        first, last = plan.members, plan.config.train.members - 1
+        trains = f"member {first}" if first == last else f"members {first} … {last}"
+        print(f"would extend {folder.path} from {plan.members} to {args.members} members: train {trains}, keep the "
+              f"{plan.members} trained as they are, rewrite the report for all {args.members}; config.toml changes: "
+              + "; ".join(_changes(plan.saved, plan.config)))
+        return _dry_run(plan.config, args.mpiexec, run_dir=folder.path, hostfile=args.hostfile)
+    from ens_tui.headless import run_headless
+
+    return run_headless(plan.config, mpiexec=args.mpiexec, bind=args.bind, hostfile=args.hostfile, resume=folder.path,
+                        extend=True)
 
 
 def _changes(before: RunConfig, after: RunConfig) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+import textwrap
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -24,12 +25,14 @@ from engine.config import RunConfig
 from engine.report_model import MemberScores, Report, ReportError, Scores
 from engine.run_folder import RunFolder
 from ens_tui.launcher import STOP_SIGNALS, Launcher, LaunchError
-from ens_tui.run_state import Level, RankState, RunState
+from ens_tui.run_state import Level, RankState, RunState, size_law_lines
 from ens_tui.rundir import read_report
 from ens_tui.widgets import _format as fmt
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+CAPTION_WIDTH = 78
+"""The summary's caption lines that could run long are wrapped here: a log file or CI console is 80 wide."""
 LEVEL_STYLE: dict[Level, str] = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold red"}
 
 
@@ -81,9 +84,11 @@ class HeadlessView:
         """Every bar from the state: one per rank, the overall one with the live ranks' total throughput."""
         state = self.state
         done = state.members_done()
+        ensemble = f" · val NLL {fmt.loss(state.ensemble.val_nll)}" if state.ensemble is not None else ""
         self.progress.update(
             self.overall, completed=state.progress * self._total,
-            info=f"{done}/{state.total_members} members · {fmt.rate(state.total_samples_per_s)} samples/s in total",
+            info=f"{done}/{state.total_members} members · {fmt.rate(state.total_samples_per_s)} samples/s in total"
+                 f"{ensemble}",
         )
         for rank in state.ranks.values():
             self._draw_rank(rank)
@@ -116,7 +121,8 @@ class HeadlessView:
 
 
 def report_summary(report: Report) -> Table:
-    """The report's headline: ensemble vs mean and best member, uncertainty, OOD.
+    """The report's headline: ensemble vs mean and best member, uncertainty, OOD, what more members are worth,
+    and whether the run stopped handing out members early.
 
     The caption is longer than the table is wide; it never wraps (a terminal folds what is too long for it),
     so a number is never split from its name, in a terminal or a log file.
@@ -132,13 +138,20 @@ def report_summary(report: Report) -> Table:
     for label, row in rows:
         table.add_row(label, fmt.accuracy(row.accuracy), *(fmt.score(getattr(row, k)) for k in ("nll", "brier", "ece")))
     u = report.uncertainty
-    table.caption = Text(
+    caption = Text(no_wrap=True, overflow="ignore")
+    if (stop := report.stopped_early) is not None:
+        said = textwrap.wrap(f"stopped early: {stop.members} members — {stop.reason}", CAPTION_WIDTH,
+                             subsequent_indent="  ")
+        caption.append("\n".join(said) + "\n", style="yellow")
+    caption.append(
         f"entropy {fmt.score(u.entropy)} = aleatoric {fmt.score(u.aleatoric)} + mutual information "
         f"{fmt.score(u.mutual_information)}"
         + "".join(f"\nOOD {name}: AUROC {o.auroc_entropy:.3f} by entropy, {o.auroc_mi:.3f} by MI"
-                  for name, o in report.ood.items()),
-        no_wrap=True, overflow="ignore",
+                  for name, o in report.ood.items())
     )
+    if report.size_law is not None:
+        caption.append("\nsize law: " + "\n  ".join(size_law_lines(report.size_law)))
+    table.caption = caption
     table.caption_justify = "left"
     return table
 
@@ -177,10 +190,12 @@ async def _run(launcher: Launcher, view: HeadlessView, console: Console, caught:
 
 
 def run_headless(config: RunConfig, *, mpiexec: str | None = None, console: Console | None = None,
-                 bind: str = "127.0.0.1", hostfile: str | None = None, resume: Path | None = None) -> int:
-    """Run one config to the end (or continue the run folder `resume`); returns the process exit code."""
+                 bind: str = "127.0.0.1", hostfile: str | None = None, resume: Path | None = None,
+                 extend: bool = False) -> int:
+    """Run one config to the end (or continue the run folder `resume`, or with `extend` grow that finished run
+    to `config.train.members`); returns the process exit code."""
     console = console or Console()
-    launcher = Launcher(config, mpiexec=mpiexec, bind=bind, hostfile=hostfile, run_dir=resume,
+    launcher = Launcher(config, mpiexec=mpiexec, bind=bind, hostfile=hostfile, run_dir=resume, extend=extend,
                         progress=lambda line: console.print(escape(line), style="dim", highlight=False, soft_wrap=True))
     view = HeadlessView(config, console)
     caught: list[int] = []

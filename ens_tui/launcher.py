@@ -24,20 +24,24 @@ import psutil
 from engine import events as ev
 from engine.atomic import atomic_write_text
 from engine.config import RunConfig
+from engine.control import Request, Stragglers, append
 from engine.events import ENDPOINT_ENV, TOKEN_ENV
 from engine.fingerprint import fingerprint, resume_problem
 from engine.preflight import setup_problem
 from engine.run_folder import RunFolder
 from ens_tui.rundir import (
     EventLog,
+    Extension,
     RunDirError,
     RunLock,
     check_resumable,
     create_run_dir,
+    plan_extension,
     read_run_info,
     write_run_info,
 )
 from ens_tui.server import Disconnected, EventServer
+from ens_tui.stragglers import StragglerWatch
 
 MPIEXEC_ENV = "ENS_TUI_MPIEXEC"
 VANISHED_GRACE_S = 3.0
@@ -118,6 +122,7 @@ class Launcher:
     def __init__(
         self, config: RunConfig, *, mpiexec: str | None = None, bind: str = "127.0.0.1",
         hostfile: str | None = None, run_dir: Path | None = None, progress: Callable[[str], None] | None = None,
+        extend: bool = False,
     ) -> None:
         self.config = config
         self.progress = progress
@@ -126,6 +131,9 @@ class Launcher:
         self.bind, self.hostfile = bind, hostfile
         self.run_dir: Path = run_dir if run_dir is not None else Path()
         self._given_run_dir = run_dir is not None
+        self._extend = extend
+        """`run_dir` is a finished run that grows to `config.train.members` (`ens-tui extend`), not a resume."""
+        self._extension: Extension | None = None
         self.status = "pending"
         self.reason = ""
         self.returncode: int | None = None
@@ -138,6 +146,7 @@ class Launcher:
         self._hung_up: set[int] = set()
         self._ranks_by_pid: dict[tuple[str, int], int] = {}
         self._vanished_first = False
+        self._stragglers = StragglerWatch(config.parallel.straggler_after_s)
         self._heard: dict[int, float] = {}
         """monotonic time each connected rank was last heard from (dropped once it hangs up)."""
         self._silent_notice: dict[int, int] = {}
@@ -156,7 +165,9 @@ class Launcher:
             raise LaunchError(problem)
         mpiexec = find_mpiexec(self.mpiexec)
         try:
-            if self._given_run_dir:
+            if self._extend:
+                self._extension = self._check_extension()
+            elif self._given_run_dir:
                 check_resumable(self.run_dir)
                 if problem := resume_problem(self.run_dir, self.config):
                     raise RunDirError(problem)
@@ -175,6 +186,13 @@ class Launcher:
         except BaseException:
             self._lock.release()
             raise
+
+    def _check_extension(self) -> Extension:
+        """The extension planned again at launch: the folder may have changed since the front end planned it."""
+        plan = plan_extension(self.run_dir, self.config.train.members)
+        if plan.config != self.config:
+            raise RunDirError(f"{self.run_dir}: its config.toml changed since the extension was planned; try again")
+        return plan
 
     async def _spawn(self, mpiexec: str) -> Path:
         """Open the socket and start mpiexec in the run folder this launcher now holds."""
@@ -195,7 +213,8 @@ class Launcher:
         })
         saved_config = folder.config.read_text() if self._given_run_dir else None
         if saved_config is not None and saved_config != self.config.to_toml():
-            # A resume with honoured overrides (ranks, strategy, epochs, data root): the ranks read this file.
+            # A resume with honoured overrides (ranks, strategy, epochs, data root) or an extension (more
+            # members): the ranks read this file.
             atomic_write_text(folder.config, self.config.to_toml())
         self._log = open(folder.mpiexec_log, "ab")  # noqa: SIM115
         self._started = time.time()
@@ -217,16 +236,27 @@ class Launcher:
         self.status = "running"
         try:
             self._events = EventLog(self.run_dir)
-            resumes = read_run_info(self.run_dir).get("resumes", -1) + 1 if self._given_run_dir else 0
             write_run_info(
                 self.run_dir, status="running", endpoint=endpoint, started=self._started, ended=None,
-                pid=self.proc.pid, launcher_pid=os.getpid(), command=command, ranks=size, reason="", resumes=resumes,
-                **({} if self._given_run_dir else {"fingerprint": fingerprint(self.config)}),
+                pid=self.proc.pid, launcher_pid=os.getpid(), command=command, ranks=size, reason="",
+                **self._run_record(),
             )
         except OSError as err:
             await self._shutdown(asyncio.ensure_future(self.proc.wait()))
             raise LaunchError(self._folder_problem(err)) from None
         return self.run_dir
+
+    def _run_record(self) -> dict[str, object]:
+        """What run.json says about this launch: a resume counts itself; an extension lists itself and records
+        the new member count in the fingerprint (later resumes are checked against it); a new run starts both."""
+        if not self._given_run_dir:
+            return {"resumes": 0, "fingerprint": fingerprint(self.config)}
+        before = read_run_info(self.run_dir)
+        if self._extension is None:
+            return {"resumes": before.get("resumes", -1) + 1}
+        earlier = before.get("extensions")
+        return {"fingerprint": fingerprint(self.config),
+                "extensions": [*(earlier if isinstance(earlier, list) else []), self._extension.record(self._started)]}
 
     def _forget_new_run_dir(self) -> None:
         """Nothing ran: a refused new run leaves no folder behind (a resumed one keeps its own, as it was)."""
@@ -308,9 +338,19 @@ class Launcher:
             if notices > self._silent_notice.get(rank, 0):
                 self._silent_notice[rank] = notices
                 found.append(ev.RankSilent(rank=rank, seconds=notices * SILENT_NOTICE_S))
+        if flags := self._stragglers.check(now):
+            found += flags
+            self.control(Stragglers(ranks=sorted(self._stragglers.flagged)))
         for event in found:
             self._record(event)
         return found
+
+    def control(self, request: Request) -> None:
+        """Pass a request to the ranks (engine.control): they read control.jsonl as they report their steps."""
+        try:
+            append(RunFolder(self.run_dir), request)
+        except OSError as err:
+            self._folder_failed(err)
 
     def _take(self, item: ev.Event | Disconnected) -> ev.Event | None:
         """Fold one queue item into the run's outcome; returns the event to record and pass on, if it is one.
@@ -333,6 +373,8 @@ class Launcher:
             self._silent_notice.pop(item.rank, None)
         if isinstance(item, ev.Hello):
             self._ranks_by_pid[item.host, item.pid] = item.rank
+        elif isinstance(item, ev.Step) and item.rank is not None:
+            self._stragglers.step(item.rank, item.samples_per_s, time.monotonic())
         if isinstance(item, ev.ReportSaved):
             self._report_saved = True
         if isinstance(item, ev.Error) and self._folder_identity() != self._folder_id:

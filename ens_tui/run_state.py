@@ -16,6 +16,7 @@ from typing import Literal, NamedTuple
 
 from engine import events as ev
 from engine.config import RunConfig
+from engine.report_model import SizeLaw
 from ens_tui.widgets import _format as fmt
 
 RankStatus = Literal["starting", "training", "scoring", "done", "failed", "stopped"]
@@ -31,6 +32,8 @@ HISTORY_SECONDS = 1.0
 HISTORY_LEN = 600
 MAX_LOSS_POINTS = 1200
 """Per member; older points are thinned (every other one dropped) past this."""
+ENSEMBLE_HISTORY = 240
+"""Live ensemble scores kept for the trend (one per member-epoch)."""
 
 
 @dataclass
@@ -67,6 +70,8 @@ class RankState:
     util: ev.Util | None = None
     silent_s: float | None = None
     """Seconds the launcher had heard nothing from this rank when it said so; None once it speaks again."""
+    straggler: bool = False
+    """Flagged by the launcher: far slower than its peers (a member queue hands it no new members meanwhile)."""
     history: deque[float] = field(default_factory=lambda: deque(maxlen=HISTORY_LEN))
 
     @property
@@ -98,6 +103,10 @@ class MemberProgress:
     """Validation accuracy and NLL after each epoch, in epoch order; empty without a validation split."""
     done: bool = False
     diverged: bool = False
+    stopped: bool = False
+    """Stopped by the user before its last epoch."""
+    restarted: bool = False
+    """Trained again from its initial weights at a lower learning rate after it diverged."""
 
     def add_val(self, point: ValPoint) -> None:
         """Keep `point`; an epoch seen again (a resume retraining it) replaces the series from there on."""
@@ -106,6 +115,64 @@ class MemberProgress:
         while self.val and self.val[-1].epoch >= point.epoch:
             self.val.pop()
         self.val.append(point)
+
+
+class EnsemblePoint(NamedTuple):
+    """The live ensemble's validation scores when its members held `member_epochs` epochs in all."""
+
+    member_epochs: int
+    val_nll: float
+    val_accuracy: float
+
+
+def last_gain(ensemble: ev.Ensemble) -> float | None:
+    """What the last finished member changed the finished members' NLL by (negative: it helped); None below two
+    members or where the curve skips sizes (thinned past a hundred members)."""
+    curve = ensemble.curve
+    if len(curve) < 2 or curve[-1].size != curve[-2].size + 1:
+        return None
+    return curve[-1].nll - curve[-2].nll
+
+
+def ordinal(n: int) -> str:
+    """1st, 2nd, 3rd, 4th, 11th, 21st."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def signed(value: float) -> str:
+    """An NLL change with its sign (a real minus): −0.0012, +0.0003."""
+    return f"{'−' if value < 0 else '+'}{abs(value):.4f}"
+
+
+def ensemble_line(ensemble: ev.Ensemble) -> str:
+    """What the finished members are worth, in one line (the log's and the headless view's)."""
+    curve = ensemble.curve
+    k = curve[-1].size if curve else len(ensemble.finished)
+    plural = "s" * (k != 1)
+    nll = f": val NLL {fmt.score(curve[-1].nll)}" if curve else ""
+    gain = last_gain(ensemble)
+    text = f"ensemble of {k} finished member{plural}{nll}"
+    if gain is not None:
+        text += f" ({signed(gain)} from the {ordinal(k)})"
+    fit = ensemble.fit
+    if fit is not None:
+        text += f"; next member ≈ {signed(-fit.next_gain)}"
+        text += ("; already at 95 % of the attainable gain" if fit.gain_95 <= fit.sizes
+                 else f"; {fit.gain_95} members reach 95 % of the gain")
+    return text
+
+
+def size_law_lines(law: SizeLaw) -> list[str]:
+    """The law fitted to a report's size curve as the report screen and the headless summary say it, in lines
+    short enough for an 80-column log: the law, the next member and enough members, the projection."""
+    enough = ("the members trained reach 95 % of the attainable gain" if law.gain_95 <= law.sizes
+              else f"{law.gain_95} members reach 95 % of the attainable gain")
+    lines = [f"NLL(k) ≈ {law.a:.4f} + {law.b:.4f}/k through sizes 1–{law.sizes}",
+             f"next member ≈ {signed(-law.next_gain)} NLL · {enough}"]
+    if law.projected:
+        lines.append("projected NLL: " + " · ".join(f"{p.size} → {fmt.score(p.nll)}" for p in law.projected))
+    return lines
 
 
 @dataclass
@@ -124,6 +191,10 @@ class RunState:
     last_t: float | None = None
     report: ev.ReportSaved | None = None
     done: ev.RunDone | None = None
+    ensemble: ev.Ensemble | None = None
+    """The newest live ensemble: the most member-epochs (of two alike, the later); events from ranks may cross."""
+    ensemble_history: deque[EnsemblePoint] = field(default_factory=lambda: deque(maxlen=ENSEMBLE_HISTORY))
+    """The newest ensemble's scores as they came, in growing member-epochs."""
     _bucket: int = 0
 
     # ------------------------------------------------------------------ derived views
@@ -195,6 +266,17 @@ class RunState:
         """Members that finished training."""
         return sum(1 for m in self.members.values() if m.done)
 
+    @property
+    def live_ensemble_off(self) -> str | None:
+        """Why the ranks score no live ensemble in this run (its config says so), or None."""
+        if self.config is None:
+            return None
+        if not self.config.train.live_ensemble:
+            return "[train] live_ensemble = false"
+        if self.config.data.val_fraction == 0:
+            return "no validation split (data.val_fraction = 0)"
+        return None
+
     # ------------------------------------------------------------------ folding events
 
     def rank(self, index: int) -> RankState:
@@ -231,6 +313,10 @@ class RunState:
             case ev.MemberStart():
                 r = self.rank(event.rank or 0)
                 r.device = event.device
+                m = self.member(event.member)
+                if m.done and m.diverged:  # a restart: it trains again from the start
+                    m.done, m.diverged, m.restarted, m.fraction = False, False, True, 0.0
+                    m.losses, m.epoch_losses, m.val = [], [], []
                 self._hold(r, event.member)
             case ev.Step():
                 r = self.rank(event.rank or 0)
@@ -269,7 +355,7 @@ class RunState:
                 r = self.rank(event.rank or 0)
                 r.members_done += 1
                 m = self.member(event.member)
-                m.done, m.diverged, m.fraction = True, event.diverged, 1.0
+                m.done, m.diverged, m.stopped, m.fraction = True, event.diverged, event.stopped, 1.0
                 m.val_accuracy = event.val_accuracy if event.val_accuracy is not None else m.val_accuracy
                 if r.status == "training" and all(self.member(i).done for i in r.current):
                     r.status, r.samples_per_s = "scoring", None
@@ -277,8 +363,21 @@ class RunState:
                 acc = f", val acc {fmt.accuracy(event.val_accuracy)}" if event.val_accuracy is not None else ""
                 if event.diverged:
                     log("warning", f"{name} diverged and was stopped after {event.seconds:.1f} s")
+                elif event.stopped:
+                    log("info", f"{name} stopped by the user after {event.seconds:.1f} s{acc}; it stays in the "
+                                "ensemble with what it learned")
                 else:
                     log("info", f"{name} done in {event.seconds:.1f} s{acc}")
+            case ev.Ensemble():
+                before = self.ensemble
+                if before is None or event.t >= before.t:
+                    self.ensemble = event
+                    history = self.ensemble_history
+                    if history and history[-1].member_epochs == event.member_epochs:
+                        history.pop()
+                    history.append(EnsemblePoint(event.member_epochs, event.val_nll, event.val_accuracy))
+                    if len(event.finished) > (len(before.finished) if before is not None else 0):
+                        log("info", ensemble_line(event))
             case ev.Log():
                 log(event.level, event.message)
             case ev.Error():
@@ -307,6 +406,17 @@ class RunState:
                     new.append(LogEntry(event.t, "warning", "launcher",
                                         f"rank {r.rank} silent for {event.seconds:.0f} s (stopped or hung?)"))
                 r.silent_s = event.seconds
+            case ev.Straggler():
+                r = self.rank(event.rank or 0)
+                r.straggler = event.flagged
+                who = f"rank {r.rank} ({r.host}:{r.pid})" if r.pid is not None else f"rank {r.rank}"
+                if event.flagged:
+                    log("warning", f"{who} is a straggler: {fmt.rate(event.samples_per_s)}/s against its peers' "
+                                   f"median {fmt.rate(event.peers_median)}/s for {event.seconds:.0f} s; it gets no new "
+                                   "members while flagged")
+                else:
+                    log("info", f"{who} caught up ({fmt.rate(event.samples_per_s)}/s, peers' median "
+                                f"{fmt.rate(event.peers_median)}/s): no longer a straggler")
             case ev.RunDone():
                 self.done = event
                 for r in self.ranks.values():

@@ -12,12 +12,14 @@ import os
 import secrets
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from engine import events as ev
 from engine.atomic import FILE_MODE, atomic_write_text
-from engine.config import RunConfig
+from engine.config import ConfigError, RunConfig, load_config, with_overrides
+from engine.fingerprint import resume_problem
 from engine.report_model import Report
 from engine.run_folder import RunFolder
 
@@ -171,8 +173,8 @@ def run_status(run_dir: Path, info: dict[str, Any]) -> tuple[str, str]:
     return status, reason
 
 
-def check_resumable(run_dir: Path) -> dict[str, Any]:
-    """Refuse to resume what is not a run, is finished, or is still running; returns its run.json."""
+def _run_record(run_dir: Path) -> dict[str, Any]:
+    """run.json of a run folder, or RunDirError saying why `run_dir` is not one."""
     folder = RunFolder(run_dir)
     if not folder.is_run():
         raise RunDirError(f"{run_dir}: not a run folder (expected {folder.info.name} and {folder.config.name} inside)")
@@ -182,12 +184,86 @@ def check_resumable(run_dir: Path) -> dict[str, Any]:
         raise RunDirError(f"{folder.info}: unreadable ({err})") from None
     if not isinstance(info, dict):
         raise RunDirError(f"{folder.info}: not a run record (expected a JSON object)")
+    return info
+
+
+def check_resumable(run_dir: Path) -> dict[str, Any]:
+    """Refuse to resume what is not a run, is finished, or is still running; returns its run.json."""
+    folder = RunFolder(run_dir)
+    info = _run_record(run_dir)
     status, _ = run_status(run_dir, info)
     if status == "finished":
-        raise RunDirError(f"{run_dir}: already finished; nothing to resume (its report is in {folder.report_md.name})")
+        raise RunDirError(f"{run_dir}: already finished; nothing to resume (its report is in {folder.report_md.name}; "
+                          f"to add members: ens-tui extend {run_dir} --members N)")
     if is_running(run_dir):
         raise RunDirError(f"{run_dir}: still running (its launcher holds {folder.lock.name}); stop it before resuming")
     return info
+
+
+@dataclass(frozen=True)
+class Extension:
+    """`ens-tui extend`'s plan: train members `members` … `config.train.members` − 1 of a finished run, each the
+    member a fresh run of the new total would train, and score all of them again."""
+
+    run_dir: Path
+    members: int
+    """The members the run has: its config's, or as many as it trained before it stopped handing them out."""
+    saved: RunConfig
+    """config.toml as it is."""
+    config: RunConfig
+    """What the ranks will read: the new total, and no early stop (the total asked for is trained)."""
+
+    def record(self, at: float) -> dict[str, Any]:
+        """The entry run.json's `extensions` list gets once the extension starts."""
+        return {"from": self.members, "to": self.config.train.members, "at": at}
+
+
+def trained_members(run_dir: Path, config: RunConfig) -> int:
+    """How many members a finished run has: fewer than its config's when it stopped handing them out early
+    (report.json's `stopped_early`)."""
+    try:
+        stopped = json.loads(RunFolder(run_dir).report_json.read_text()).get("stopped_early")
+    except (OSError, ValueError, AttributeError):
+        stopped = None
+    count = stopped.get("members") if isinstance(stopped, dict) else None
+    return count if isinstance(count, int) and 0 < count < config.train.members else config.train.members
+
+
+def plan_extension(run_dir: Path, members: int) -> Extension:
+    """Every check before a finished run grows to `members` (the new total); reads the folder, writes nothing.
+
+    Raises RunDirError naming the first refusal in one line: not a run, still running, not finished (an
+    interrupted or failed run is resumed, not extended), not more members than it has, more than a config
+    allows, a checkpoint missing or unreadable, or a config.toml its members were not trained with.
+    """
+    folder = RunFolder(run_dir)
+    info = _run_record(run_dir)
+    if is_running(run_dir):
+        raise RunDirError(f"{run_dir}: still running (its launcher holds {folder.lock.name}); extend it once it "
+                          "has finished")
+    status, reason = run_status(run_dir, info)
+    if status != "finished":
+        raise RunDirError(f"{run_dir}: {status}{f' ({reason})' if reason else ''}, not finished: resume it first "
+                          f"(ens-tui --resume {run_dir}); only a finished run can be extended")
+    try:
+        saved = load_config(folder.config)
+    except ConfigError as err:
+        raise RunDirError(str(err)) from None
+    have = trained_members(run_dir, saved)
+    if members <= have:
+        raise RunDirError(f"{run_dir}: has {have} member{'s' * (have != 1)}; the new total must be more than {have}")
+    try:
+        grown = with_overrides(saved, members=members)
+    except ConfigError as err:
+        raise RunDirError(f"{run_dir}: {members} members: {str(err).removeprefix('command line: ')}") from None
+    config = grown.model_copy(update={"train": grown.train.model_copy(update={"stop_when_nll_gain_below": 0.0})})
+    missing = [folder.checkpoint(i) for i in range(have) if not folder.checkpoint(i).is_file()]
+    if missing:
+        raise RunDirError(f"{run_dir}: {missing[0].relative_to(folder.path)} is missing, so the run's members "
+                          f"cannot be kept; start a new run of {members} members instead")
+    if problem := resume_problem(run_dir, config, extend=True):
+        raise RunDirError(problem)
+    return Extension(run_dir, have, saved, config)
 
 
 class EventLog:

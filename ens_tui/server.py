@@ -168,14 +168,16 @@ class EventServer:
         except ev.FrameError:
             self._drop("invalid frame")
             return None
-        if isinstance(event, ev.Hello | ev.RankSilent | ev.RunDone) or event.rank != rank:
+        if isinstance(event, ev.Hello | ev.RankSilent | ev.Straggler | ev.RunDone) or event.rank != rank:
             self._drop("frame not allowed from a rank")
             return None
         member = getattr(event, "member", None)
         if member is not None and member >= self.members:
             self._drop("member out of range")
             return None
-        if isinstance(event, ev.PredictionsSaved) and any(m >= self.members for m in event.members):
+        listed = [*event.members, *event.finished] if isinstance(event, ev.Ensemble) else (
+            event.members if isinstance(event, ev.PredictionsSaved) else [])
+        if any(m >= self.members for m in listed):
             self._drop("member out of range")
             return None
         return event

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from engine.placement import Placement
 from engine.rank import Outcome, RankContext
 from engine.strategies.local import train_in_turn
 
@@ -9,4 +10,5 @@ from engine.strategies.local import train_in_turn
 def run(ctx: RankContext) -> Outcome:
     if ctx.size != 1:
         raise RuntimeError(f"sequential runs as one process, but was started on {ctx.size} ranks")
-    return train_in_turn(ctx, list(range(ctx.config.train.members)))
+    with Placement(ctx) as placement:  # one rank: every member in order, until `stop_when_nll_gain_below` says enough
+        return train_in_turn(ctx, (index for chunk in placement.chunks() for index in chunk))

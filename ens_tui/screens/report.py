@@ -14,6 +14,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
@@ -21,6 +22,7 @@ from textual.worker import Worker, WorkerState
 from engine.config import RunConfig
 from engine.report_model import Report
 from engine.run_folder import RunFolder
+from ens_tui import rundir
 from ens_tui.widgets.calibration_table import CalibrationTable
 from ens_tui.widgets.class_table import ClassTable
 from ens_tui.widgets.confusion_table import ConfusionTable
@@ -34,7 +36,7 @@ from ens_tui.widgets.risk_coverage_plot import RiskCoveragePlot
 from ens_tui.widgets.selective_table import SelectiveTable
 from ens_tui.widgets.shift_plot import ShiftPlot
 from ens_tui.widgets.shift_table import ShiftTable, headline
-from ens_tui.widgets.size_curve_plot import SizeCurvePlot
+from ens_tui.widgets.size_curve_plot import SizeCurvePlot, size_law_text
 from ens_tui.widgets.uncertain_input import UncertainInput
 from ens_tui.widgets.uncertainty_panel import UncertaintyPanel
 
@@ -67,9 +69,19 @@ def _can_open_folders() -> bool:
     return has_display and shutil.which("xdg-open") is not None
 
 
+def _finished(run_dir: Path) -> bool:
+    """Whether `run_dir` is a finished run (a relaunched one says `running` in run.json until it ends again)."""
+    try:
+        info = rundir.read_run_info(run_dir)
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and rundir.run_status(run_dir, info)[0] == "finished"
+
+
 class ReportScreen(Screen[None]):
     """Eight tabs (1–8, ←/→); the shown tab's content takes the scroll keys; l puts the OOD histograms on a log
-    axis; o opens the run folder, e exports, n starts another run, esc returns to the dashboard."""
+    axis; o opens the run folder, e exports, + grows a finished run by more members, n starts another run, esc
+    returns to the dashboard."""
 
     AUTO_FOCUS = None
     """The shown tab's content takes the focus (`_focus_tab`), not the first focusable widget: the tab bar."""
@@ -96,31 +108,48 @@ class ReportScreen(Screen[None]):
         Binding("left", "step_tab(-1)", "Previous tab", show=False),
         Binding("right", "step_tab(1)", "Next tab", show=False),
         Binding("l", "log_y", "Log y"),
-        Binding("o", "open_folder", "Open folder"),
+        # Short labels: with `+` every key still fits an 80-column footer (the help says more).
+        Binding("o", "open_folder", "Folder", tooltip="open the run folder (or copy its path)"),
         Binding("e", "export", "Export"),
+        Binding("plus", "extend", "Extend", tooltip="train more members of this finished run (asks the new total)"),
         Binding("n", "app.new_run", "New run"),
-        Binding("escape,d", "dashboard", "Dashboard"),
+        Binding("escape,d", "dashboard", "Back", tooltip="back to the run's dashboard"),
         Binding("question_mark", "app.help", "Keys"),
         Binding("q", "app.quit", "Quit"),
     ]
+
+    class Extend(Message):
+        """The user asked to grow this run (the plan has passed every check): the app launches it."""
+
+        def __init__(self, plan: rundir.Extension) -> None:
+            super().__init__()
+            self.plan = plan
 
     def __init__(self, report: Report, run_dir: Path, config: RunConfig | None = None) -> None:
         super().__init__()
         self.report = report
         self.run_dir = run_dir
         self.config = config
+        self.extendable = report.partial is None and _finished(run_dir)
+        """A finished run's own report (not a partial one, not a run still going): `+` grows it."""
 
     def compose(self) -> ComposeResult:
         report = self.report
         yield Header()
         yield Static(self._title(), id="report-title")
+        if (stop := report.stopped_early) is not None:
+            yield Static(Text.assemble((" stopped early ", "bold reverse yellow"),
+                                       f" {stop.members} members — {stop.reason}"), id="stopped-early")
         with TabbedContent(id="report-tabs"):
             with TabPane("1 summary", id="summary"):
                 with VerticalScroll():
                     yield MetricsTable(report, id="metrics")
                     yield Static(Text("uncertainty (mean over the test set, nats)", style="bold"), classes="section")
                     yield UncertaintyPanel(report.uncertainty, id="uncertainty")
-                    yield SizeCurvePlot(report.ensemble_size_curve, report.ensemble_size_subsets, id="size-curve")
+                    yield SizeCurvePlot(report.ensemble_size_curve, report.ensemble_size_subsets,
+                                        law=report.size_law, id="size-curve")
+                    if report.size_law is not None:
+                        yield Static(size_law_text(report.size_law), id="size-law")
             with TabPane("2 calibration", id="calibration"), VerticalScroll():
                 yield from self._calibration()
             with TabPane("3 OOD", id="ood"):
@@ -270,6 +299,8 @@ class ReportScreen(Screen[None]):
             return self.query_one(TabbedContent).active == "ood"
         if action == "step_tab":
             return self.query_one(TabbedContent).active != "predict"
+        if action == "extend":
+            return self.extendable
         return True
 
     def action_log_y(self) -> None:
@@ -278,6 +309,16 @@ class ReportScreen(Screen[None]):
         log = not any(h.log_y for h in histograms)
         for histogram in histograms:
             histogram.log_y = log
+
+    def action_extend(self) -> None:
+        """Ask for the new total of members; the dialog checks it, then the app trains the new members."""
+        from ens_tui.dialogs.extend import ExtendRun
+
+        def answered(plan: rundir.Extension | None) -> None:
+            if plan is not None:
+                self.post_message(self.Extend(plan))
+
+        self.app.push_screen(ExtendRun(self.run_dir, self.report.members_count), answered)
 
     def action_dashboard(self) -> None:
         """Back to the run's dashboard (the screen underneath)."""

@@ -27,11 +27,14 @@ from textual.worker import Worker, WorkerState
 
 from engine import events as ev
 from engine.config import RunConfig
+from engine.control import Request, RestartMember, StopMember
 from engine.run_folder import RunFolder
 from ens_tui import messages as msg
 from ens_tui.run_state import Level, LogEntry, RunState
+from ens_tui.widgets.ensemble_panel import EnsemblePanel
+from ens_tui.widgets.ensemble_plot import EnsemblePlot
 from ens_tui.widgets.log_pane import LogPane
-from ens_tui.widgets.loss_plot import LossPlot
+from ens_tui.widgets.loss_plot import VIEWS, LossPlot
 from ens_tui.widgets.rank_table import RankRow, RankTable
 from ens_tui.widgets.setup_preview import ranks_summary
 from ens_tui.widgets.throughput import ThroughputPanel
@@ -55,6 +58,8 @@ class RunLauncher(Protocol):
 
     async def stop(self, reason: str = ...) -> None: ...
 
+    def control(self, request: Request) -> None: ...
+
 
 STATUS_STYLE = {"finished": "bold green", "failed": "bold red", "interrupted": "bold yellow"}
 PARTIAL = "engine.partial"
@@ -75,9 +80,12 @@ class RunScreen(Screen[None]):
                 tooltip="the members trained so far, scored and marked partial (before the run's own report)"),
         Binding("r", "no_report", "No report yet", tooltip="no member has finished all its epochs yet"),
         Binding("x", "stop", "Stop run"),
+        Binding("m", "member", "Member", show=False,
+                tooltip="one member: stop it, or restart a diverged one at a lower learning rate"),
         Binding("n", "new_run", "New run"),
         Binding("l", "focus_log", "Log", show=False),
-        Binding("v", "loss_view", "Loss view"),
+        Binding("v", "loss_view", "Loss view",
+                tooltip="the loss plot linear, log y, smoothed, then the ensemble's validation NLL vs members"),
         Binding("a", "plots", "Val", tooltip="validation accuracy, then NLL, per member per epoch"),
         Binding("question_mark", "app.help", "Keys"),
         Binding("q", "app.quit", "Quit"),
@@ -135,6 +143,9 @@ class RunScreen(Screen[None]):
             with ContentSwitcher(initial="loss", id="run-plots"):
                 yield LossPlot(id="loss")
                 yield ValidationPlot(id="val")
+                with Horizontal(id="ens-view"):
+                    yield EnsemblePlot(id="ens-plot")
+                    yield EnsemblePanel(id="ens-inline")
             with Vertical(id="run-side"):
                 throughput = ThroughputPanel(id="throughput")
                 throughput.border_title = "throughput"
@@ -142,6 +153,9 @@ class RunScreen(Screen[None]):
                 util = UtilizationPanel(id="util")
                 util.border_title = "utilization"
                 yield util
+                ensemble = EnsemblePanel(id="ens-side")
+                ensemble.border_title = "ensemble (validation)"
+                yield ensemble
         log = LogPane(id="log")
         log.border_title = "log"
         yield log
@@ -158,6 +172,8 @@ class RunScreen(Screen[None]):
 
     def on_resize(self) -> None:
         self._compact(self.size.height)
+        self.remove_class("-ensemble-wide")  # measure the side column again at the new size
+        self.call_after_refresh(self._place_ensemble)
 
     def _compact(self, height: int) -> None:
         self.set_class(height < COMPACT_HEIGHT, "-compact")
@@ -263,6 +279,10 @@ class RunScreen(Screen[None]):
         self.query_one(ValidationPlot).set_members(state.members)
         self.query_one(ThroughputPanel).show(state, elapsed)
         self.query_one(UtilizationPanel).show(state)
+        for panel in self.query(EnsemblePanel).results(EnsemblePanel):
+            panel.show(state)
+        self.query_one(EnsemblePlot).set_ensemble(state.ensemble)
+        self.call_after_refresh(self._place_ensemble)
         title = self._title()
         if (title, self._report_key()) != self._last_title:
             # The footer's keys depend only on what the title shows (running, finished) and which report `r` opens.
@@ -271,6 +291,21 @@ class RunScreen(Screen[None]):
             self._last_title = (title, self._report_key())
             self.refresh_bindings()
         self._dirty = False
+
+    def _place_ensemble(self) -> None:
+        """The ensemble panel under the side column's panels where it fits (ranks and GPUs take rows there);
+        else beside the ensemble plot (`v`), which then takes the side column's place."""
+        side = self.query_one("#run-side", Vertical)
+        panel = self.query_one("#ens-side", EnsemblePanel)
+        if side.display and side.size.height:  # the side column hidden (the plot wide), its sizes are stale
+            used = sum(w.outer_size.height for w in side.children if w is not panel and w.display)
+            gutter = panel.styles.gutter
+            fits = side.size.height - used >= panel.lines(side.size.width - gutter.width) + gutter.height
+            if panel.display != fits:
+                panel.display = fits
+                self.query_one("#ens-inline", EnsemblePanel).display = not fits
+        wide = not panel.display and self.query_one("#run-plots", ContentSwitcher).current == "ens-view"
+        self.set_class(wide, "-ensemble-wide")
 
     def _title(self) -> Text:
         config = self.state.config
@@ -306,7 +341,7 @@ class RunScreen(Screen[None]):
         if action in ("report", "partial_report", "no_report"):
             return action == self._report_key()
         # Only one of x and n applies at a time: the other is left out, so every key fits in an 80-column footer.
-        if action == "stop":
+        if action in ("stop", "member"):
             return self.live
         if action == "new_run":
             return not self.live
@@ -369,6 +404,22 @@ class RunScreen(Screen[None]):
 
         self.app.push_screen(ConfirmQuit("Stop the run?", quitting=False), answered)
 
+    def action_member(self) -> None:
+        """Stop one member, or restart a diverged one, through the launcher (engine.control)."""
+        from ens_tui.dialogs.member_control import MemberControl
+
+        def answered(request: Request | None) -> None:
+            if request is None or self.launcher is None:
+                return
+            self.launcher.control(request)
+            if isinstance(request, StopMember):
+                self._note("info", f"asked the ranks to stop member {request.member}")
+            elif isinstance(request, RestartMember):
+                self._note("info", f"asked to restart member {request.member} at {request.lr_factor:g} × the "
+                                   "learning rate")
+
+        self.app.push_screen(MemberControl(self.state), answered)
+
     def action_new_run(self) -> None:
         """Back to the setup screen."""
         self.app.action_new_run()  # type: ignore[attr-defined]
@@ -378,24 +429,33 @@ class RunScreen(Screen[None]):
         self.query_one(LogPane).focus()
 
     def action_loss_view(self) -> None:
-        """Cycle the loss plot through linear, log-y and smoothed views (the validation plot gives way to it)."""
+        """Cycle the loss plot through linear, log-y and smoothed views, then the ensemble plot (the validation
+        plot gives way to the loss plot)."""
         plots = self.query_one("#run-plots", ContentSwitcher)
-        if plots.current != "loss":
+        loss = self.query_one(LossPlot)
+        if plots.current == "val":
             plots.current = "loss"
-            return
-        self.query_one(LossPlot).next_view()
+        elif plots.current == "ens-view":
+            loss.view = VIEWS[0]
+            plots.current = "loss"
+        elif loss.view == VIEWS[-1]:
+            plots.current = "ens-view"
+        else:
+            loss.next_view()
+        self._place_ensemble()
 
     def action_plots(self) -> None:
         """Show validation accuracy per member, then validation NLL, then the training loss again."""
         plots = self.query_one("#run-plots", ContentSwitcher)
         val = self.query_one(ValidationPlot)
-        if plots.current == "loss":
+        if plots.current != "val":
             val.metric = METRICS[0]
             plots.current = "val"
         elif val.metric != METRICS[-1]:
             val.metric = METRICS[METRICS.index(val.metric) + 1]
         else:
             plots.current = "loss"
+        self._place_ensemble()
 
     async def stop_run(self, reason: str = "stopped by the user") -> None:
         """Stop every rank and wait until the launcher's last event (RunDone) has been folded in."""

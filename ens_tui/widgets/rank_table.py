@@ -38,6 +38,7 @@ class RankRow:
     loss: str
     rate: str
     state: str
+    straggler: bool = False
 
     @classmethod
     def of(cls, r: RankState) -> RankRow:
@@ -55,6 +56,7 @@ class RankRow:
             loss=fmt.loss(r.loss),
             rate=fmt.rate(r.samples_per_s) if r.status == "training" else "–",
             state=f"silent {r.silent_s:.0f}s" if r.silent_s is not None and r.status in BUSY else r.status,
+            straggler=r.straggler and r.status in BUSY,
         )
 
 
@@ -89,7 +91,9 @@ class RankTable(DataTable[Text]):
     @staticmethod
     def _cells(row: RankRow) -> list[Text]:
         label, state_style = STATE_STYLE.get(row.state, (f"⏸ {row.state}", "bold yellow"))
-        row_style = {"failed": "red", "silent": "yellow"}.get(row.state.split()[0], "")
+        row_style = {"failed": "red", "silent": "yellow"}.get(row.state.split()[0], "red" if row.straggler else "")
+        if row.straggler:
+            label, state_style = f"{label} ⚑ straggler", "bold red"
         plain = [str(row.rank), row.device, row.where, row.member, row.epoch, row.step, row.loss, row.rate]
         right = {0, 4, 5, 6, 7}
         cells = [

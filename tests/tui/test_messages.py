@@ -20,6 +20,9 @@ def test_every_event_type_has_a_message() -> None:
         ev.ReportSaved: dict(json_path="j", md_path="m", accuracy=1, nll=0, ece=0, mutual_information=0),
         ev.Goodbye: {},
         ev.RankSilent: dict(seconds=10.0),
+        ev.Straggler: dict(flagged=True, samples_per_s=1.0, peers_median=3.0, seconds=30.0),
+        ev.Ensemble: dict(size=1, members=[0], member_epochs=1, val_accuracy=1.0, val_nll=0.1, val_ece=0.0,
+                          mutual_information=0.0, disagreement=0.0),
         ev.RunDone: dict(status="finished"),
     }
     assert set(samples) == set(ev.EVENT_TYPES)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from textual.containers import VerticalScroll
 from textual.widget import Widget
-from textual.widgets import TabbedContent
+from textual.widgets import ContentSwitcher, TabbedContent
 
 from ens_tui.app import EnsTuiApp
 from ens_tui.screens.report import TABS, ReportScreen
@@ -173,6 +173,10 @@ async def test_the_loss_plot_cycles_linear_log_and_smoothed_views_on_v(recorded_
             seen.setdefault(view, lines)
             await pilot.press("v")
             await pilot.pause()
+            if view == "smoothed, log y":  # the ensemble plot comes between the last view and the first
+                assert app.screen.query_one("#run-plots", ContentSwitcher).current == "ens-view"
+                await pilot.press("v")
+                await pilot.pause()
         assert "v Loss view" in screen_text(app)
         assert len({"\n".join(lines[1:]) for lines in seen.values()}) == 4, "each view draws differently"
         ticks = [float(line.split("┤")[0]) for line in seen["log y"] if "┤" in line]

@@ -1,0 +1,167 @@
+"""Per-member control while a run trains: stop one member, restart a diverged one at a lower learning rate, and
+stragglers that get no new members — real mpiexec ranks, the real launcher, requests through control.jsonl."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from engine import events as ev
+from engine.control import ControlReader, RestartMember, StopMember, Stragglers, append
+from engine.report_model import Report
+from engine.run_folder import RunFolder
+from ens_tui.stragglers import StragglerWatch
+from tests.conftest import run_launcher, tiny_config
+
+JUMPY = '''
+import torch
+from torch import nn
+
+
+class Jumpy(nn.Module):
+    """A linear model that blows up (NaN logits) when one step moves a weight by more than 0.05: an unstable
+    model that a lower learning rate tames."""
+
+    def __init__(self, num_classes: int, in_channels: int, image_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_channels * image_size[0] * image_size[1], num_classes)
+        self.register_buffer("last", torch.zeros_like(self.fc.weight))
+        self.seen = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.fc(x.flatten(1))
+        if self.training:
+            jumped = self.seen and bool((self.fc.weight.detach() - self.last).abs().max() > 0.05)
+            self.last.copy_(self.fc.weight.detach())
+            self.seen = True
+            if jumped:
+                return logits * float("nan")
+        return logits
+'''
+
+
+def test_a_stopped_member_ends_early_and_keeps_what_it_learned(tmp_path: Path) -> None:
+    config = tiny_config(tmp_path, train={"members": 2, "epochs": 40})
+
+    async def stop_member_1(event: ev.Event, launcher: Any) -> None:
+        if isinstance(event, ev.Step) and event.member == 1 and event.step > 0:
+            launcher.control(StopMember(member=1))
+
+    events, launcher = run_launcher(config, stop_member_1)
+    done = {e.member: e for e in events if isinstance(e, ev.MemberDone)}
+    epochs = {m: sum(1 for e in events if isinstance(e, ev.Epoch) and e.member == m) for m in (0, 1)}
+    assert done[1].stopped and not done[1].diverged and 1 <= epochs[1] < 40, epochs
+    assert not done[0].stopped and epochs[0] == 40
+    report = Report.read(RunFolder(launcher.run_dir).report_json)
+    rows = {r.member: r for r in report.members}
+    assert rows[1].stopped and rows[1].accuracy is not None, "in the ensemble, marked"
+    assert "| 1 (stopped by the user) |" in RunFolder(launcher.run_dir).report_md.read_text()
+    assert [e.status for e in events if isinstance(e, ev.RunDone)] == ["finished"]
+
+
+def test_a_diverged_member_restarts_from_its_initial_weights_at_a_lower_rate(tmp_path: Path) -> None:
+    (tmp_path / "jumpy_models.py").write_text(JUMPY)
+    config = tiny_config(tmp_path, model={"name": "jumpy_models:Jumpy", "path": [str(tmp_path)]},
+                         train={"members": 4, "epochs": 3, "optimizer": "sgd", "lr": 1.0, "momentum": 0.0},
+                         parallel={"strategy": "sequential"})
+    asked: list[int] = []
+
+    async def restart_first_diverged(event: ev.Event, launcher: Any) -> None:
+        if isinstance(event, ev.MemberDone) and event.diverged and not asked:
+            asked.append(event.member)
+            launcher.control(RestartMember(member=event.member, lr_factor=0.001))
+
+    events, launcher = run_launcher(config, restart_first_diverged)
+    (member,) = asked
+    starts = [e.member for e in events if isinstance(e, ev.MemberStart)]
+    assert starts.count(member) == 2, starts
+    finals = [e for e in events if isinstance(e, ev.MemberDone) and e.member == member]
+    assert [e.diverged for e in finals] == [True, False], "diverged, then trained at 0.001 × lr"
+    assert any(isinstance(e, ev.Log) and f"member {member} restarts from its initial weights at 0.001 × the "
+               "learning rate (0.001)" in e.message for e in events)
+    report = Report.read(RunFolder(launcher.run_dir).report_json)
+    row = next(r for r in report.members if r.member == member)
+    assert not row.diverged and row.lr_factor == pytest.approx(0.001) and row.accuracy is not None
+    assert member not in report.diverged
+
+
+def test_a_straggler_gets_no_new_member_while_flagged(tmp_path: Path) -> None:
+    """From its first member on, rank 1 is held stopped four fifths of the time (SIGSTOP/SIGCONT): a slow device,
+    for real."""
+    config = tiny_config(tmp_path, data={"limit": 600}, train={"members": 12, "epochs": 3},
+                         parallel={"straggler_after_s": 1.0}, report={"shift": False, "figures": False})
+    slowed: dict[str, Any] = {}
+
+    def hold(pid: int, done: threading.Event) -> None:
+        while not done.is_set():
+            try:
+                os.kill(pid, signal.SIGSTOP)
+                time.sleep(0.04)
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                return
+            time.sleep(0.01)
+
+    async def slow_rank_1(event: ev.Event, launcher: Any) -> None:
+        if isinstance(event, ev.Hello) and event.rank == 1:
+            slowed["pid"] = event.pid
+        if isinstance(event, ev.MemberStart) and event.rank == 1 and "done" not in slowed:
+            slowed["done"] = threading.Event()
+            slowed["thread"] = threading.Thread(target=hold, args=(slowed["pid"], slowed["done"]), daemon=True)
+            slowed["thread"].start()
+
+    try:
+        events, launcher = run_launcher(config, slow_rank_1)
+    finally:
+        if "done" in slowed:
+            slowed["done"].set()
+            slowed["thread"].join()
+    flags = [e for e in events if isinstance(e, ev.Straggler)]
+    assert flags and flags[0].rank == 1 and flags[0].flagged, flags
+    flagged_at = flags[0].t
+    assert flags[0].samples_per_s < 0.5 * flags[0].peers_median
+    later = [e for e in events if isinstance(e, ev.MemberStart) and e.t > flagged_at]
+    assert later and all(e.rank == 0 for e in later), "rank 0 took every member after the flag"
+    report = Report.read(RunFolder(launcher.run_dir).report_json)
+    assert report.members_count == 12
+    assert [e.status for e in events if isinstance(e, ev.RunDone)] == ["finished"]
+
+
+def test_the_straggler_watch_flags_only_a_rank_slow_for_long_enough_and_clears_it_at_once() -> None:
+    watch = StragglerWatch(after_s=30.0)
+    for t in range(0, 31, 5):
+        watch.step(0, 10_000.0, t)
+        watch.step(1, 4_000.0, t)
+        flags = watch.check(t)
+        assert flags == [] if t < 30 else [f.rank for f in flags] == [1], (t, flags)
+    assert watch.flagged == {1}
+    watch.step(0, 10_000.0, 33)
+    watch.step(1, 6_000.0, 33)
+    (cleared,) = watch.check(33)
+    assert cleared.rank == 1 and not cleared.flagged and watch.flagged == set()
+    watch.step(1, 100.0, 40)
+    assert watch.check(46) == [], "a rank with no peer training beside it is not judged"
+
+
+def test_the_ranks_read_requests_once_and_in_order(tmp_path: Path) -> None:
+    folder = RunFolder(tmp_path)
+    reader = ControlReader(folder)
+    assert reader.poll() == []
+    append(folder, StopMember(member=2))
+    append(folder, Stragglers(ranks=[1]))
+    with open(folder.control, "ab") as fh:
+        fh.write(b'{"action": "stop", "member": -1}\nnot json\n{"action": "restart", "member": 3, "lr_fac')
+    assert [type(r) for r in reader.poll()] == [StopMember, Stragglers]
+    assert (reader.stops, reader.stragglers) == ({2}, {1})
+    with open(folder.control, "ab") as fh:
+        fh.write(b'tor": 0.1}\n')
+    assert reader.poll() == [RestartMember(member=3, lr_factor=0.1)] and reader.restarts == {3: 0.1}
+    assert reader.poll() == []
+    with pytest.raises(ValueError):
+        RestartMember(member=3, lr_factor=1.5)
