@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.record import write_results
 from bench.timing import training_window
 from bench.tui_overhead import ENS_TUI, REPO, cpu_seconds, front_end_process, run_folders, tmux, wait_for
 from engine.run_folder import RunFolder
@@ -81,9 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         "viewers": args.viewers, "terminal": args.size, "member_epochs_per_s": rates,
         "watched_over_unwatched_paired_median": paired, "viewers_cpu_share": cpu, "load_average_1m": loads,
     }
-    path = REPO / "bench" / "results" / f"attach-viewers-{platform.node()}-{result['date']}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    path = write_results("attach-viewers", result)
     print(f"{args.viewers} attached viewers keep {paired:.1%} of the unwatched run's throughput (median of "
           f"{args.repeats} pairs); together they used {statistics.median(cpu):.1%} of a core → {path}")
     return 0

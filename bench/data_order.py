@@ -17,18 +17,17 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench.launcher_runs import run_config
+from bench.record import write_results
 from bench.timing import training_window
 from engine.run_folder import RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 POLICIES = ("shared", "per-member")
 TRAIN_SIZE = 60_000
 """Training images of either dataset, all of them trained on (`val_fraction = 0`)."""
@@ -63,19 +62,6 @@ ranks = [{{ count = 2, device = "cpu" }}]
 shift = false
 figures = false
 """
-
-
-def run_once(config: Path, out: Path) -> tuple[Path, float]:
-    """One headless run; its folder and the process's wall seconds."""
-    before = set(out.glob("*")) if out.is_dir() else set()
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "ens_tui", "--run-config", str(config), "--output-dir", str(out)],
-                          capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - start
-    if done.returncode != 0:
-        raise SystemExit(f"run failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
-    (folder,) = set(out.glob("*")) - before
-    return folder, wall
 
 
 def measure(folder: Path, ood: str, wall: float) -> dict[str, float]:
@@ -146,9 +132,9 @@ def main(argv: list[str] | None = None) -> int:
                     config = out / f"{dataset}-{seed}-{policy}.toml"
                     config.write_text(config_text(dataset, args.data_root, policy, seed, args.members, args.epochs))
                     load = os.getloadavg()[0]
-                    folder, wall = run_once(config, out / "runs")
+                    run, wall = run_config(config, out / "runs")
                     row = {"dataset": dataset, "seed": seed, "policy": policy, "load_at_start": load,
-                           **measure(folder, OOD[dataset], wall)}
+                           **measure(run.path, OOD[dataset], wall)}
                     runs.append(row)
                     print(f"{dataset} seed {seed} {policy:>10}: nll {row['nll']:.4f} ece {row['ece']:.4f} "
                           f"acc {row['accuracy']:.4f} dis {row['disagreement']:.4f} auroc(mi) {row['auroc_mi']:.3f} "
@@ -164,9 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(table(stats, len(seeds)))
     print(f"load {load_before} → {load_after}")
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"data-order-{platform.node()}-{time.strftime('%Y%m%d-%H%M')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = write_results("data-order", result)
     print(f"wrote {path}")
     return 0
 

@@ -55,22 +55,28 @@ def threads_for(setup: str, strategy: str) -> int:
     return max(1, cores // ranks)
 
 
+def run_config(path: Path, out: Path, env: dict[str, str] | None = None) -> tuple[RunFolder, float]:
+    """`ens-tui --run-config PATH --output-dir OUT` in a subprocess, to the end: its run folder and wall seconds."""
+    out.mkdir(parents=True, exist_ok=True)
+    before = set(out.iterdir())
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "ens_tui.cli", "--run-config", str(path), "--output-dir", str(out)],
+                          capture_output=True, text=True, env={**os.environ, "COLUMNS": "120", **(env or {})})
+    seconds = time.perf_counter() - start
+    run_dirs = [p for p in set(out.iterdir()) - before if p.is_dir()]
+    if done.returncode != 0 or len(run_dirs) != 1:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-6:]
+        raise RuntimeError(f"{path.name} failed (exit {done.returncode}): " + " | ".join(tail))
+    return RunFolder(run_dirs[0]), seconds
+
+
 def launch(config: RunConfig, env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run one config with `ens-tui --run-config` and time it end to end; the run folder is removed after."""
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{config.name}-{time.monotonic_ns()}.toml"
     path.write_text(config.to_toml())
-    before = set(out.iterdir())
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "ens_tui.cli", "--run-config", str(path)], capture_output=True,
-                          text=True, env={**os.environ, "COLUMNS": "120", **(env or {})})
-    seconds = time.perf_counter() - start
-    run_dirs = [p for p in set(out.iterdir()) - before if p.is_dir()]
-    if done.returncode != 0 or len(run_dirs) != 1:
-        tail = (done.stdout + done.stderr).strip().splitlines()[-6:]
-        raise RuntimeError(f"{config.name} failed (exit {done.returncode}): " + " | ".join(tail))
-    run = RunFolder(run_dirs[0])
+    run, seconds = run_config(path, out, env)
     window = training_window(run.path)
     report = json.loads(run.report_json.read_text())
     shutil.rmtree(run.path, ignore_errors=True)

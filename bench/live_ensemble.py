@@ -13,25 +13,23 @@ Results go to bench/results/live-ensemble-<machine>-<date>.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.launcher_runs import run_config
+from bench.record import write_results
 from bench.timing import read_events, training_window
 from engine import events as ev
 from engine.live import LiveEnsemble, read_labels
 from engine.run_folder import RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
-RESULTS = REPO / "bench" / "results"
 
 
 def config_text(dataset: str, root: str, members: int, epochs: int, limit: int, val: float, live: bool) -> str:
@@ -59,16 +57,6 @@ ranks = [{{ count = 2, device = "cpu" }}]
 shift = false
 figures = false
 """
-
-
-def run_once(config: Path, out: Path) -> Path:
-    before = set(out.glob("*")) if out.is_dir() else set()
-    done = subprocess.run([sys.executable, "-m", "ens_tui", "--run-config", str(config), "--output-dir", str(out)],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"run failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
-    (folder,) = set(out.glob("*")) - before
-    return folder
 
 
 def scoring_seconds(folder: Path, epochs: int, repeats: int = 20) -> dict[str, float]:
@@ -118,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         last_on: Path | None = None
         for repeat in range(args.repeats):
             for mode in ("off", "on"):
-                folder = run_once(configs[mode], out / "runs")
+                folder = run_config(configs[mode], out / "runs")[0].path
                 window = training_window(folder)
                 events = read_events(folder)
                 rates[mode].append(window.member_epochs_per_s)
@@ -145,9 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"live scoring on / off: {ratio:.3f} (median of {args.repeats}; paired {', '.join(f'{p:.3f}' for p in paired)})")
     print(f"one scoring: {scoring['cached_curve_ms']:.1f} ms (curve cached), {scoring['new_curve_ms']:.1f} ms "
           f"(curve recomputed); load {load_before[0]:.2f} → {load_after[0]:.2f}")
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"live-ensemble-{platform.node()}-{time.strftime('%Y%m%d-%H%M')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = write_results("live-ensemble", result)
     print(f"wrote {path}")
     return 0
 

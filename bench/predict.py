@@ -38,6 +38,7 @@ import torch
 from PIL import Image
 from torch.func import functional_call, stack_module_state, vmap
 
+from bench.record import write_results
 from engine.ensemble import Ensemble
 from engine.predict import idle_cores, read_inputs
 from engine.predictions import load_predictions
@@ -199,10 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "target_met": medians["ens_tui_predict"] < TARGET_S,
         "load_before": load_before, "load_after": os.getloadavg(),
     }
-    results = REPO / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    path = results / f"predict-{platform.node()}-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    path = write_results("predict", result)
     for name, value in medians.items():
         print(f"{name:32s} {value:8.3f} s")
     print(f"ens-tui predict, {args.images} images, {members} members: {medians['ens_tui_predict']:.2f} s end to end "

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.record import write_results
 from bench.timing import training_window
 from engine.run_folder import RunFolder
 
@@ -151,10 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         "tui_over_headless": ratio, "tui_over_headless_paired_median": paired,
         "front_end_cpu_share": FRONT_END_CPU, "front_end_cpu_share_median": cpu, "startup_seconds": starts, "startup_median": statistics.median(starts),
     }
-    results = REPO / "bench" / "results"
-    results.mkdir(parents=True, exist_ok=True)
-    path = results / f"tui-overhead-{platform.node()}-{result['date']}.json"
-    path.write_text(json.dumps(result, indent=1) + "\n")
+    path = write_results("tui-overhead", result)
     print(f"front end CPU while training: headless {cpu['headless']:.1%}, TUI {cpu['tui']:.1%} of a core (medians)")
     print(f"TUI attached keeps {ratio:.1%} of headless throughput (medians of {args.repeats}; "
           f"{paired:.1%} as the median of paired runs); "
