@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.timing import training_window
+from bench.timing import run_phases, training_window
 from engine.config import RunConfig, parse_config
 from engine.run_folder import RunFolder
 
@@ -71,14 +71,24 @@ def run_config(path: Path, out: Path, env: dict[str, str] | None = None) -> tupl
 
 
 def launch(config: RunConfig, env: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run one config with `ens-tui --run-config` and time it end to end; the run folder is removed after."""
+    """Run one config with `ens-tui --run-config` and time it end to end; the run folder is removed after.
+
+    Returns the seconds end to end, the training window and the share of it the ranks were training, the
+    ensemble's accuracy, the run's phases (`bench.timing.run_phases`) and the 1/5/15-minute load average just
+    before it started.
+    """
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{config.name}-{time.monotonic_ns()}.toml"
     path.write_text(config.to_toml())
+    load = os.getloadavg()
+    launched = time.time()
     run, seconds = run_config(path, out, env)
+    exited = time.time()
     window = training_window(run.path)
+    phases = run_phases(run.path, launched, exited)
     report = json.loads(run.report_json.read_text())
     shutil.rmtree(run.path, ignore_errors=True)
     path.unlink()
-    return {"seconds": seconds, "train_seconds": window.seconds, "accuracy": report["ensemble"]["accuracy"]}
+    return {"seconds": seconds, "train_seconds": window.seconds, "accuracy": report["ensemble"]["accuracy"],
+            "busy": window.busy, "phases": phases, "load": load}

@@ -12,6 +12,10 @@ from torch import nn
 from engine.shift import ShiftSets
 
 EVAL_BATCH = 2048
+"""Inputs per forward pass when scoring on a GPU: large batches keep it busy."""
+EVAL_BATCH_CPU = 512
+"""On a CPU, smaller: a seed-cnn scores 6,000 images in 146 ms at 512 and 221 ms at 2048 on one core (the
+activations of 512 stay in cache). The logits are the same, bit for bit, at either size (measured on the zoo)."""
 
 
 class EvalSets(Mapping[str, torch.Tensor]):
@@ -40,12 +44,18 @@ class EvalSets(Mapping[str, torch.Tensor]):
         return len(self.fixed) + (len(self.shift.names) if self.shift is not None else 0)
 
 
+def eval_batch(device: torch.device) -> int:
+    """Inputs per forward pass when scoring on `device`."""
+    return EVAL_BATCH_CPU if device.type == "cpu" else EVAL_BATCH
+
+
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Raw outputs on `x`, in evaluation batches, returned on the CPU as float32."""
     model.eval()
     device = next(model.parameters()).device
-    out = [model(x[i : i + EVAL_BATCH].to(device)).float().cpu() for i in range(0, len(x), EVAL_BATCH)]
+    step = eval_batch(device)
+    out = [model(x[i : i + step].to(device)).float().cpu() for i in range(0, len(x), step)]
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -54,7 +64,8 @@ def predict_probs(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Softmax outputs on `x`, in evaluation batches, returned on the CPU as float32."""
     model.eval()
     device = next(model.parameters()).device
-    out = [F.softmax(model(x[i : i + EVAL_BATCH].to(device)).float(), dim=1).cpu() for i in range(0, len(x), EVAL_BATCH)]
+    step = eval_batch(device)
+    out = [F.softmax(model(x[i : i + step].to(device)).float(), dim=1).cpu() for i in range(0, len(x), step)]
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -76,3 +87,17 @@ def probs_scores(probs: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
 def member_logits(model: nn.Module, eval_sets: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
     """Logits of one trained member on every evaluation set (probabilities are their softmax, taken on rank 0)."""
     return {name: predict_logits(model, x).numpy() for name, x in eval_sets.items()}
+
+
+def members_logits(models: Mapping[int, nn.Module], eval_sets: Mapping[str, torch.Tensor]) -> dict[int, dict[str, np.ndarray]]:
+    """`member_logits` of several members, set by set: each set is looked up once for all of them.
+
+    A shift set is built when looked up (`EvalSets`), so scoring K members together builds each one once
+    instead of K times; the logits are the same as `member_logits` gives, member by member.
+    """
+    out: dict[int, dict[str, np.ndarray]] = {index: {} for index in models}
+    for name in eval_sets:
+        x = eval_sets[name]
+        for index, model in models.items():
+            out[index][name] = predict_logits(model, x).numpy()
+    return out

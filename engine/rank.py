@@ -99,6 +99,10 @@ class Outcome:
     def add(self, member: Member, eval_sets: EvalSets) -> None:
         """Score a trained member on the evaluation sets and keep its logits."""
         self.predictions[member.index] = member_logits(member.model, eval_sets)
+        self.note(member)
+
+    def note(self, member: Member) -> None:
+        """Keep what the report says about a trained member besides its logits: diverged, stopped, restarted."""
         self.diverged[member.index] = member.diverged
         mark = {"stopped": True} if member.stopped else {}
         if member.lr_factor != 1.0:

@@ -94,7 +94,8 @@ class OneByOne:
             loss.backward()
             m.optimizer.step()
             losses.append(loss.detach())
-        return torch.stack(losses)
+        # One member (local, sequential): a view, not a stacking kernel, on every step.
+        return losses[0].unsqueeze(0) if len(losses) == 1 else torch.stack(losses)
 
     def write_back(self) -> None:
         """Nothing to do: the members train in place."""
@@ -157,8 +158,12 @@ class Trainer:
         live = list(active)
         train = self._train(live)
         stepper = self.stepper(live, train) if live else None
-        loss_sums = {m.index: torch.zeros((), device=m.device) for m in active}
-        seen_by = dict.fromkeys(loss_sums, 0)
+        # Each active member's summed loss, one tensor for all (one add per step, whatever the group's size);
+        # `where` places the live members' losses in it once some have stopped, and `seen_until` keeps how many
+        # samples a member that stopped mid-epoch had seen.
+        loss_sums = torch.zeros(len(active), device=active[0].device) if active else torch.zeros(0)
+        where: torch.Tensor | None = None
+        seen_until: dict[int, int] = {}
         seen = 0
         t_epoch = time.perf_counter()
         t_mark, seen_mark = t_epoch, 0
@@ -178,9 +183,10 @@ class Trainer:
                 x, y = x[rows], y[rows]
             losses = stepper.step(x, y)
             size = y.shape[-1]
-            for j, m in enumerate(live):
-                loss_sums[m.index] += losses[j] * size
-                seen_by[m.index] += size
+            if where is None:
+                loss_sums += losses * size
+            else:
+                loss_sums.index_add_(0, where, losses * size)
             seen += size
             # The group reports together, on its first member's clock: one measuring window per rank, never
             # one that a member due earlier already emptied (which read as 0 samples/s).
@@ -204,13 +210,16 @@ class Trainer:
             if any(m.diverged or m.stopped for m in live):
                 stepper.write_back()
                 live = [m for m in live if not (m.diverged or m.stopped)]
-                rows = [j for j, m in enumerate(active) if m in live] if per_member else None
+                going = [j for j, m in enumerate(active) if not (m.diverged or m.stopped)]
+                rows = going if per_member else None
                 stepper = self.stepper(live, train) if live else None
+                seen_until.update((j, seen) for j in range(len(active)) if j not in going and j not in seen_until)
+                where = torch.tensor(going, dtype=torch.long, device=loss_sums.device)
         if stepper is not None:
             stepper.write_back()
         seconds = time.perf_counter() - t_epoch
-        for m in active:
-            self._end_epoch(m, epoch, float(loss_sums[m.index]) / max(seen_by[m.index], 1), seconds)
+        for j, m in enumerate(active):
+            self._end_epoch(m, epoch, float(loss_sums[j]) / max(seen_until.get(j, seen), 1), seconds)
 
     def _train(self, members: Sequence[Member]) -> TrainConfig:
         """The settings a group steps with: the run's, at the group's learning-rate factor (a restarted member

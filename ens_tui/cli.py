@@ -223,6 +223,7 @@ def _changes(before: RunConfig, after: RunConfig) -> list[str]:
 
 def _dry_run(config: RunConfig, mpiexec: str | None, run_dir: Path | None = None, hostfile: str | None = None) -> int:
     """Everything a launch would check and do, short of starting ranks (or writing anything)."""
+    from engine.estimate import estimate_line
     from engine.preflight import oversubscription
     from ens_tui.launcher import LaunchError, find_mpiexec, mpiexec_command, setup_problem
     from ens_tui.rundir import output_dir_problem
@@ -241,6 +242,7 @@ def _dry_run(config: RunConfig, mpiexec: str | None, run_dir: Path | None = None
           f"batch {t.batch_size}, {t.optimizer} lr {t.lr}")
     print(f"strategy {p.strategy}, placement {p.placement}, {p.world_size} rank(s): {', '.join(p.rank_devices())}, "
           f"{p.threads_per_rank} thread(s) each" + (", deterministic" if p.deterministic else ""))
+    print(f"estimated wall time: {estimate_line(config, allow_probe=True)}")
     if (crowded := oversubscription(config, hostfile)) is not None:
         print(f"warning: {crowded}")
     target = run_dir if run_dir is not None else f"{config.output_dir}/<run-id>"

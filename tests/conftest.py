@@ -126,11 +126,15 @@ def mounted_tmpfs(folder: Path, options: str) -> Iterator[Path]:
 
 @pytest.fixture(scope="session", autouse=True)
 def own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Decoded datasets go to a cache of the suite's own (ranks and CLI subprocesses inherit it), never the user's."""
-    before = os.environ.get("ENS_TUI_CACHE")
-    os.environ["ENS_TUI_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    """Decoded datasets go to a cache of the suite's own (ranks and CLI subprocesses inherit it), never the user's;
+    and no run-time estimate from this machine's figures (they differ by machine, and a probe takes seconds):
+    tests of the estimate give it figures of their own."""
+    pinned = {"ENS_TUI_CACHE": str(tmp_path_factory.mktemp("cache")), "ENS_TUI_ESTIMATE_COSTS": "none"}
+    before = {name: os.environ.get(name) for name in pinned}
+    os.environ.update(pinned)
     yield
-    if before is None:
-        os.environ.pop("ENS_TUI_CACHE", None)
-    else:
-        os.environ["ENS_TUI_CACHE"] = before
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

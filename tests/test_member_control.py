@@ -94,7 +94,7 @@ def test_a_diverged_member_restarts_from_its_initial_weights_at_a_lower_rate(tmp
 def test_a_straggler_gets_no_new_member_while_flagged(tmp_path: Path) -> None:
     """From its first member on, rank 1 is held stopped four fifths of the time (SIGSTOP/SIGCONT): a slow device,
     for real."""
-    config = tiny_config(tmp_path, data={"limit": 600}, train={"members": 12, "epochs": 3},
+    config = tiny_config(tmp_path, data={"limit": 600}, train={"members": 12, "epochs": 8},
                          parallel={"straggler_after_s": 1.0}, report={"shift": False, "figures": False})
     slowed: dict[str, Any] = {}
 

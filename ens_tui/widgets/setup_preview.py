@@ -12,6 +12,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from engine.config import RunConfig
+from engine.estimate import estimate_line
 from ens_tui.widgets.preset_list import Entry
 
 STRATEGY_GLOSS = {
@@ -69,6 +70,7 @@ class SetupPreview(Static):
                                                  (f"  download = {str(config.data.download).lower()}", "dim")))
         table.add_row("OOD sets", ", ".join(config.data.ood) or "none")
         table.add_row("model", config.model.name)
+        table.add_row("est. time", estimate_line(config, brief=True))
         table.add_row("results", f"{config.output_dir}/<run-id>/")
         table.add_row("file", Text.assemble(short_path(preset.path), (" + " + " ".join(preset.overridden))
                                             if preset.overridden else "", style="dim"))
