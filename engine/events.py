@@ -210,7 +210,8 @@ class RankSilent(_Event):
 
 
 class Straggler(_Event):
-    """Rank `rank` has trained at under half its peers' median rate for a while (flagged), or has caught up.
+    """Rank `rank` has trained at under half its peers' median rate for a while (flagged), or has kept up with them
+    as long again (cleared).
 
     Made by the launcher, never accepted from a rank. While flagged, a member queue hands the rank no new members.
     """
@@ -220,7 +221,7 @@ class Straggler(_Event):
     samples_per_s: float = Field(ge=0)
     peers_median: float = Field(ge=0)
     seconds: float = Field(ge=0)
-    """How long the rank had been that slow when flagged."""
+    """How long the rank had been that slow when flagged (that fast again when cleared)."""
 
 
 class RunDone(_Event):
