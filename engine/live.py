@@ -49,6 +49,11 @@ class Snapshot:
     def finished(self) -> list[int]:
         return [m for m, e in zip(self.members, self.epochs, strict=True) if e >= self.final]
 
+    @property
+    def finished_probs(self) -> np.ndarray:
+        """(F, N, K) the finished members' probabilities, in `finished` order."""
+        return self.probs[[self.members.index(m) for m in self.finished]]
+
 
 def _write(path: Path, **arrays: np.ndarray) -> None:
     path.parent.mkdir(exist_ok=True)
@@ -176,8 +181,7 @@ class LiveEnsemble:
         finished = tuple(snap.finished)
         if self._curve_of is not None and self._curve_of[0] == finished:
             return self._curve_of[1]
-        picked = snap.probs[[snap.members.index(m) for m in finished]]
-        curve = size_curve(picked, self.labels, seed=self.seed) if finished else []
+        curve = size_curve(snap.finished_probs, self.labels, seed=self.seed) if finished else []
         fit = fit_size_law([p.size for p in curve], [p.nll for p in curve])
         self._curve_of = (finished, (curve, fit))
         return curve, fit
@@ -190,9 +194,8 @@ def worth_more(folder: RunFolder, epochs: int, threshold: float, seed: int = 0) 
     snap = read(folder, epochs)
     if labels is None or snap is None or len(snap.finished) < 3:
         return None
-    picked = snap.probs[[snap.members.index(m) for m in snap.finished]]
-    k = len(picked)
-    nll = [p.nll for p in size_curve(picked, labels, sizes=[k - 2, k - 1, k], seed=seed)]
+    k = len(snap.finished)
+    nll = [p.nll for p in size_curve(snap.finished_probs, labels, sizes=[k - 2, k - 1, k], seed=seed)]
     gains = [nll[0] - nll[1], nll[1] - nll[2]]
     if all(g < threshold for g in gains):
         return (f"growing the ensemble to {k - 1} and then {k} members lowered the validation NLL by {gains[0]:.4f} "
