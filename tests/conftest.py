@@ -124,6 +124,18 @@ def mounted_tmpfs(folder: Path, options: str) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(folder)])
 
 
+@pytest.fixture
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A decoded-dataset cache of this test's own, for tests that look at what the cache holds."""
+    monkeypatch.setenv("ENS_TUI_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def cache_entries(cache: Path) -> list[Path]:
+    """The entries a cache folder holds (temp files being written aside)."""
+    return sorted(p for p in cache.iterdir() if not p.name.startswith(".")) if cache.is_dir() else []
+
+
 @pytest.fixture(scope="session", autouse=True)
 def own_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Decoded datasets go to a cache of the suite's own (ranks and CLI subprocesses inherit it), never the user's;

@@ -25,21 +25,14 @@ from engine.data import load_ood, load_splits
 from engine.image_cache import clear_cache, read_entry
 from engine.inputs import conform
 from engine.seeding import derive_seed
-from tests.conftest import REPO
+from tests.conftest import REPO, cache_entries
 from tests.test_own_data import make_kmnist, write_idx
 
 SPLITS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test has its own cache folder (the user's ~/.cache stays untouched)."""
-    monkeypatch.setenv("ENS_TUI_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-def entries(cache: Path) -> list[Path]:
-    return sorted(p for p in cache.iterdir() if not p.name.startswith(".")) if cache.is_dir() else []
+# Every test decodes into a cache of its own (the user's ~/.cache stays untouched).
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def assert_same_splits(a: data_module.Splits, b: data_module.Splits) -> None:
@@ -62,7 +55,7 @@ def no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
 # --------------------------------------------------------------------------- bit-identical
 
 
-def test_an_idx_set_read_back_from_the_cache_is_bit_identical_to_decoding_it(tmp_path: Path, own_cache: Path,
+def test_an_idx_set_read_back_from_the_cache_is_bit_identical_to_decoding_it(tmp_path: Path, private_cache: Path,
                                                                            request: pytest.FixtureRequest) -> None:
     root = make_kmnist(tmp_path / "data")
     config = DataConfig(dataset="kmnist", root=str(root), val_fraction=0.25, ood=["mnist"])
@@ -70,9 +63,9 @@ def test_an_idx_set_read_back_from_the_cache_is_bit_identical_to_decoding_it(tmp
     other = DataConfig(dataset="digits", root=str(root), ood=["kmnist"], cache=False)
     digits = load_splits(other, seed=0)
     ood = load_ood("kmnist", digits, other, 0)
-    assert entries(own_cache) == [], "cache = false keeps nothing"
+    assert cache_entries(private_cache) == [], "cache = false keeps nothing"
     first = load_splits(config, seed=3)
-    (entry,) = entries(own_cache)
+    (entry,) = cache_entries(private_cache)
     request.getfixturevalue("no_decoding")
     again = load_splits(config, seed=3)
     # A named set as another's OOD set reads the same entry.
@@ -121,7 +114,7 @@ def make_cifar10(root: Path) -> Path:
     return root
 
 
-def test_cifar10_batches_from_the_cache_equal_decoding_them(tmp_path: Path, own_cache: Path,
+def test_cifar10_batches_from_the_cache_equal_decoding_them(tmp_path: Path, private_cache: Path,
                                                              monkeypatch: pytest.MonkeyPatch,
                                                              request: pytest.FixtureRequest) -> None:
     import torchvision.datasets as tvd
@@ -133,7 +126,7 @@ def test_cifar10_batches_from_the_cache_equal_decoding_them(tmp_path: Path, own_
     config = DataConfig(dataset="cifar10", root=str(root), val_fraction=0.25, ood=[])
     decoded = load_splits(config.model_copy(update={"cache": False}), seed=2)
     first = load_splits(config, seed=2)
-    (entry,) = entries(own_cache)
+    (entry,) = cache_entries(private_cache)
     request.getfixturevalue("no_decoding")
     assert_same_splits(decoded, first)
     assert_same_splits(decoded, load_splits(config, seed=2))
@@ -142,17 +135,17 @@ def test_cifar10_batches_from_the_cache_equal_decoding_them(tmp_path: Path, own_
     assert np.array_equal(cached.images["test"], tvd.CIFAR10(str(root), train=False).data.transpose(0, 3, 1, 2))
 
 
-def test_digits_from_the_cache_equal_scikit_learns(own_cache: Path, request: pytest.FixtureRequest) -> None:
+def test_digits_from_the_cache_equal_scikit_learns(private_cache: Path, request: pytest.FixtureRequest) -> None:
     config = DataConfig(dataset="digits", val_fraction=0.1, limit=500)
     decoded = load_splits(config.model_copy(update={"cache": False}), seed=1)
     first = load_splits(config, seed=1)
-    assert len(entries(own_cache)) == 1
+    assert len(cache_entries(private_cache)) == 1
     request.getfixturevalue("no_decoding")
     assert_same_splits(decoded, first)
     assert_same_splits(decoded, load_splits(config, seed=1))
 
 
-def test_a_cache_hit_imports_neither_torchvision_nor_scikit_learn(tmp_path: Path, own_cache: Path) -> None:
+def test_a_cache_hit_imports_neither_torchvision_nor_scikit_learn(tmp_path: Path, private_cache: Path) -> None:
     """What the cache is for: a rank on a warm cache never pays for importing the libraries that decode."""
     root = make_kmnist(tmp_path / "data")
     script = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
@@ -160,7 +153,7 @@ def test_a_cache_hit_imports_neither_torchvision_nor_scikit_learn(tmp_path: Path
               f"load_splits(DataConfig(dataset='kmnist', root={str(root)!r}, ood=[]), 0)\n"
               "load_splits(DataConfig(dataset='digits', ood=[]), 0)\n"
               "print(sorted(m for m in ('torchvision', 'sklearn') if m in sys.modules))\n")
-    env = {**os.environ, "ENS_TUI_CACHE": str(own_cache)}
+    env = {**os.environ, "ENS_TUI_CACHE": str(private_cache)}
     runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
             for _ in range(2)]
     assert all(r.returncode == 0 for r in runs), runs[-1].stderr
@@ -171,18 +164,18 @@ def test_a_cache_hit_imports_neither_torchvision_nor_scikit_learn(tmp_path: Path
 # --------------------------------------------------------------------------- invalidation, cache = false, clear
 
 
-def test_a_replaced_source_file_is_decoded_again_and_its_stale_entry_goes(tmp_path: Path, own_cache: Path) -> None:
+def test_a_replaced_source_file_is_decoded_again_and_its_stale_entry_goes(tmp_path: Path, private_cache: Path) -> None:
     root = make_kmnist(tmp_path / "data")
     config = DataConfig(dataset="kmnist", root=str(root), val_fraction=0.0)
     before = load_splits(config, seed=0)
-    (stale,) = entries(own_cache)
+    (stale,) = cache_entries(private_cache)
     images = root / "KMNIST/raw/train-images-idx3-ubyte"
     write_idx(images, np.random.default_rng(1).integers(0, 256, (60, 28, 28)))  # same size, other pixels
     st = images.stat()
     os.utime(images, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a coarse clock may not tick on its own
     after = load_splits(config, seed=0)
     assert not torch.equal(after.x_train, before.x_train), "the new pixels, not the cached ones"
-    (fresh,) = entries(own_cache)
+    (fresh,) = cache_entries(private_cache)
     assert fresh != stale, "the stale entry of the same files is replaced, not kept beside"
     import torchvision.datasets as tvd
 
@@ -190,36 +183,36 @@ def test_a_replaced_source_file_is_decoded_again_and_its_stale_entry_goes(tmp_pa
                        tvd.KMNIST(root=str(root), train=True).data)
 
 
-def test_cache_false_decodes_every_time_and_drops_the_sets_entries(tmp_path: Path, own_cache: Path,
+def test_cache_false_decodes_every_time_and_drops_the_sets_cache_entries(tmp_path: Path, private_cache: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_kmnist(tmp_path / "data")
     config = DataConfig(dataset="kmnist", root=str(root), ood=["digits"])
     load_splits(config, seed=0)
     load_ood("digits", load_splits(config, seed=0), config, 0)
-    assert len(entries(own_cache)) == 2, "kmnist and digits"
+    assert len(cache_entries(private_cache)) == 2, "kmnist and digits"
     decodes = []
     real = data_module._decode_torchvision
     monkeypatch.setattr(data_module, "_decode_torchvision", lambda *a: decodes.append(a) or real(*a))
     off = config.model_copy(update={"cache": False})
     splits = load_splits(off, seed=0)
     load_ood("digits", splits, off, 0)
-    assert len(decodes) == 1 and entries(own_cache) == []
+    assert len(decodes) == 1 and cache_entries(private_cache) == []
 
 
-def test_cache_clear_forgets_the_named_sets_too(tmp_path: Path, own_cache: Path) -> None:
+def test_cache_clear_forgets_the_named_sets_too(tmp_path: Path, private_cache: Path) -> None:
     root = make_kmnist(tmp_path / "data")
     load_splits(DataConfig(dataset="kmnist", root=str(root)), seed=0)
     load_splits(DataConfig(dataset="digits"), seed=0)
-    assert len(entries(own_cache)) == 2
+    assert len(cache_entries(private_cache)) == 2
     count, size = clear_cache()
-    assert count == 2 and size > 60 * 28 * 28 and entries(own_cache) == []
+    assert count == 2 and size > 60 * 28 * 28 and cache_entries(private_cache) == []
 
 
-def test_a_cached_array_is_writable_and_writing_it_leaves_the_entry_alone(tmp_path: Path, own_cache: Path) -> None:
+def test_a_cached_array_is_writable_and_writing_it_leaves_the_entry_alone(tmp_path: Path, private_cache: Path) -> None:
     """Entries are memory-mapped copy-on-write: torch takes them without a copy or a warning, the file stays."""
     root = make_kmnist(tmp_path / "data")
     load_splits(DataConfig(dataset="kmnist", root=str(root)), seed=0)
-    (entry,) = entries(own_cache)
+    (entry,) = cache_entries(private_cache)
     first = read_entry(entry.name)
     assert first is not None and first.images["train"].flags.writeable
     original = np.array(first.images["train"][0])

@@ -19,7 +19,7 @@ from engine.data import DataError, load_ood, load_splits
 from engine.image_cache import cache_dir
 from engine.inputs import prepare
 from engine.run_folder import RunFolder
-from tests.conftest import REPO
+from tests.conftest import REPO, cache_entries
 
 CLASSES = ["circle", "noise", "stripes"]
 SIDE = 16
@@ -47,15 +47,8 @@ def make_folder(root: Path, per_class: int = 12, split: str = "train", classes: 
     return root
 
 
-@pytest.fixture(autouse=True)
-def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test decodes into its own cache folder (the user's ~/.cache stays untouched)."""
-    monkeypatch.setenv("ENS_TUI_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
-def entries(cache: Path) -> list[Path]:
-    return sorted(p for p in cache.iterdir() if not p.name.startswith(".")) if cache.is_dir() else []
+# Every test decodes into a cache of its own (the user's ~/.cache stays untouched).
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -77,7 +70,7 @@ def make_kmnist(root: Path) -> Path:
 # --------------------------------------------------------------------------- image folders
 
 
-def test_an_image_folder_trains_on_its_folder_names_with_a_seeded_test_split(tmp_path: Path, own_cache: Path) -> None:
+def test_an_image_folder_trains_on_its_folder_names_with_a_seeded_test_split(tmp_path: Path, private_cache: Path) -> None:
     root = make_folder(tmp_path / "shapes")
     splits = load_splits(DataConfig(dataset="imagefolder", root=str(root), val_fraction=0.1), seed=0)
     assert splits.classes == CLASSES and splits.shape == (1, SIDE, SIDE)
@@ -85,7 +78,7 @@ def test_an_image_folder_trains_on_its_folder_names_with_a_seeded_test_split(tmp
     assert splits.x_train.dtype == torch.float32 and abs(float(splits.x_train.mean())) < 1e-5
     other = load_splits(DataConfig(dataset="imagefolder", root=str(root)), seed=1)
     assert not torch.equal(other.y_test, splits.y_test), "another seed holds out other images"
-    assert len(entries(own_cache)) == 1, "decoded once into the cache, whatever the seed"
+    assert len(cache_entries(private_cache)) == 1, "decoded once into the cache, whatever the seed"
 
 
 def test_a_test_folder_is_the_test_split_and_its_classes_keep_the_training_labels(tmp_path: Path) -> None:
@@ -118,12 +111,12 @@ def test_colour_images_of_mixed_sizes_are_resized_exactly_as_predict_converts_th
     assert grey.shape == (1, 12, 10)
 
 
-def test_the_second_load_reads_the_cache_and_cache_clear_forgets_it(tmp_path: Path, own_cache: Path,
+def test_the_second_load_reads_the_cache_and_cache_clear_forgets_it(tmp_path: Path, private_cache: Path,
                                                                      cli_env: dict[str, str]) -> None:
     root = make_folder(tmp_path / "shapes")
     config = DataConfig(dataset="imagefolder", root=str(root))
     first = load_splits(config, seed=0)
-    (entry,) = entries(own_cache)
+    (entry,) = cache_entries(private_cache)
     assert {p.name for p in entry.iterdir()} == {"train.npy", "meta.json"}
     assert json.loads((entry / "meta.json").read_text())["classes"] == CLASSES
     # Garble one file but keep its size and mtime, which is what the cache trusts (as make does):
@@ -135,22 +128,22 @@ def test_the_second_load_reads_the_cache_and_cache_clear_forgets_it(tmp_path: Pa
     second = load_splits(config, seed=0)
     assert torch.equal(first.x_train, second.x_train) and torch.equal(first.y_test, second.y_test)
 
-    env = {**cli_env, "ENS_TUI_CACHE": str(own_cache)}
+    env = {**cli_env, "ENS_TUI_CACHE": str(private_cache)}
     done = subprocess.run([sys.executable, "-m", "ens_tui", "cache", "clear"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "removed 1 cached image folder(s)" in done.stdout
-    assert entries(own_cache) == []
+    assert cache_entries(private_cache) == []
     with pytest.raises(DataError, match="circle00.png"):
         load_splits(config, seed=0)  # decoded again, so the garbled file is found
 
 
-def test_cache_false_decodes_every_time_and_drops_the_folders_entry(tmp_path: Path, own_cache: Path) -> None:
+def test_cache_false_decodes_every_time_and_drops_the_folders_entry(tmp_path: Path, private_cache: Path) -> None:
     root = make_folder(tmp_path / "shapes")
     load_splits(DataConfig(dataset="imagefolder", root=str(root)), seed=0)
-    assert len(entries(own_cache)) == 1
+    assert len(cache_entries(private_cache)) == 1
     again = load_splits(DataConfig(dataset="imagefolder", root=str(root), cache=False), seed=0)
-    assert entries(own_cache) == [] and again.classes == CLASSES
-    assert cache_dir() == own_cache
+    assert cache_entries(private_cache) == [] and again.classes == CLASSES
+    assert cache_dir() == private_cache
 
 
 # --------------------------------------------------------------------------- npz and torchvision classes
@@ -241,12 +234,12 @@ CASES = ["empty folder", "class without images", "corrupt image", "mixed sizes",
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_bad_data_is_one_line_and_exit_2_before_any_rank_starts(case: str, tmp_path: Path, own_cache: Path,
+def test_bad_data_is_one_line_and_exit_2_before_any_rank_starts(case: str, tmp_path: Path, private_cache: Path,
                                                                  cli_env: dict[str, str]) -> None:
     data, says = _bad_cases(tmp_path)[case]
     config = tmp_path / "bad.toml"
     config.write_text(tomli_w.dumps({"output_dir": str(tmp_path / "runs"), "data": data}))
-    env = {**cli_env, "ENS_TUI_CACHE": str(own_cache)}
+    env = {**cli_env, "ENS_TUI_CACHE": str(private_cache)}
     done = subprocess.run([sys.executable, "-m", "ens_tui", "--run-config", str(config), "--dry-run"], cwd=REPO,
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
@@ -256,13 +249,13 @@ def test_bad_data_is_one_line_and_exit_2_before_any_rank_starts(case: str, tmp_p
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_real_launch_refuses_bad_data_in_the_same_one_line(tmp_path: Path, own_cache: Path,
+def test_a_real_launch_refuses_bad_data_in_the_same_one_line(tmp_path: Path, private_cache: Path,
                                                              cli_env: dict[str, str]) -> None:
     """Not only --dry-run: the launch itself says it on stderr, one unwrapped line, and creates no run folder."""
     data, says = _bad_cases(tmp_path)["mixed sizes"]
     config = tmp_path / "bad.toml"
     config.write_text(tomli_w.dumps({"output_dir": str(tmp_path / "runs"), "data": data}))
-    env = {**cli_env, "ENS_TUI_CACHE": str(own_cache), "COLUMNS": "60"}
+    env = {**cli_env, "ENS_TUI_CACHE": str(private_cache), "COLUMNS": "60"}
     done = subprocess.run([sys.executable, "-m", "ens_tui", "--run-config", str(config)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
@@ -275,7 +268,7 @@ def test_a_real_launch_refuses_bad_data_in_the_same_one_line(tmp_path: Path, own
 
 @pytest.mark.mpi
 @pytest.mark.timeout(240)
-def test_an_image_folder_run_on_real_ranks_reports_its_folder_names(tmp_path: Path, own_cache: Path,
+def test_an_image_folder_run_on_real_ranks_reports_its_folder_names(tmp_path: Path, private_cache: Path,
                                                                      cli_env: dict[str, str]) -> None:
     root = make_folder(tmp_path / "shapes")
     config = tmp_path / "own.toml"
@@ -285,11 +278,11 @@ def test_an_image_folder_run_on_real_ranks_reports_its_folder_names(tmp_path: Pa
         "train": {"members": 2, "epochs": 1, "batch_size": 8, "optimizer": "adam", "lr": 0.003},
         "parallel": {"strategy": "local", "ranks": [{"count": 2, "device": "cpu"}]},
     }))
-    env = {**cli_env, "ENS_TUI_CACHE": str(own_cache)}
+    env = {**cli_env, "ENS_TUI_CACHE": str(private_cache)}
     done = subprocess.run([sys.executable, "-m", "ens_tui", "--run-config", str(config)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=200)
     assert done.returncode == 0, done.stdout + done.stderr
     (folder,) = map(RunFolder, (tmp_path / "runs").iterdir())
     report = json.loads(folder.report_json.read_text())
     assert report["classes"] == CLASSES and report["members_count"] == 2
-    assert len(entries(own_cache)) == 1, "the probe decoded the folder once; the ranks read its cache entry"
+    assert len(cache_entries(private_cache)) == 1, "the probe decoded the folder once; the ranks read its cache entry"
